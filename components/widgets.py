@@ -1,0 +1,85 @@
+"""Small render helpers shared by pages: sizes, durations, status badges and the job card."""
+
+import time
+
+import streamlit as st
+
+from core import jobs
+
+STATE_COLORS = {
+    "ready": "green",
+    "done": "green",
+    "running": "blue",
+    "not_prepared": "orange",
+    "offline": "orange",
+    "cancelled": "gray",
+    "missing": "red",
+    "invalid": "red",
+    "failed": "red",
+}
+
+
+def badge(state: str) -> str:
+    color = STATE_COLORS.get(state, "gray")
+    return f":{color}-badge[{state.replace('_', ' ')}]"
+
+
+def human_size(n_bytes: int | None) -> str:
+    if n_bytes is None:
+        return "—"
+    size = float(n_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def show_notice(key: str) -> None:
+    """Show (once) a message a button callback left in session_state before the rerun."""
+    notice = st.session_state.pop(key, None)
+    if notice:
+        kind, text = notice
+        {"success": st.success, "error": st.error, "info": st.info}[kind](text)
+
+
+def job_card(status: jobs.JobStatus, key_prefix: str) -> None:
+    """Draw one job: title, state, progress, elapsed time, message, artifacts, log tail and a cancel button."""
+    with st.container(border=True):
+        left, right = st.columns([4, 1])
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.created_at))
+        left.markdown(f"**{status.title}** {badge(status.state)}  \n`{status.id}` · started {started}")
+        if status.state == "running":
+            right.button(
+                "Cancel",
+                key=f"{key_prefix}.cancel.{status.id}",
+                icon=":material/stop_circle:",
+                on_click=_cancel,
+                args=(status.id,),
+            )
+        elapsed = human_duration(status.elapsed_s)
+        eta = ""
+        if status.state == "running" and status.fraction and status.fraction > 0.02:
+            eta = f" · about {human_duration(status.elapsed_s * (1 - status.fraction) / status.fraction)} left"
+        if status.fraction is not None or status.state == "running":
+            st.progress(status.fraction or 0.0, text=f"{status.message or status.state} · {elapsed}{eta}")
+        else:
+            st.caption(f"{status.message or status.state} · {elapsed}")
+        if status.error:
+            st.error(status.error)
+        for artifact in status.artifacts:
+            st.markdown(f"- {artifact.get('kind', 'file')}: `{artifact['path']}`")
+        if status.log_tail:
+            with st.expander("Log (last lines)", expanded=status.state == "failed"):
+                st.code(status.log_tail[-3000:], language=None)
+
+
+def _cancel(job_id: str) -> None:
+    jobs.cancel(job_id)

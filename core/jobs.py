@@ -1,0 +1,384 @@
+"""Long work as child processes: launch, poll JSONL progress, cancel, and reattach from disk after a restart.
+
+A job is a folder ``runs/jobs/<ulid>/`` holding ``job.json`` (what was started, pid), ``config.json`` (the
+child's only argument), ``progress.jsonl`` (events the child appends), ``log.txt`` (its stdout and stderr) and,
+once asked, ``cancel.json``. Everything the UI shows is read back from that folder, so a page refresh or an app
+restart loses nothing.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import paths
+from core.fileio import append_jsonl, atomic_write_json, read_json, read_jsonl
+from core.ids import new_ulid
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATES = ("done", "failed", "cancelled")
+LOG_TAIL_BYTES = 4000
+
+
+class JobError(Exception):
+    """A job cannot be found, started or cancelled."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a child when the parent asked it to stop (SIGTERM)."""
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the UI and CLI show for one job, rebuilt from its folder on every poll."""
+
+    id: str
+    module: str
+    title: str
+    state: str  # running | done | failed | cancelled
+    fraction: float | None
+    message: str
+    created_at: float
+    ended_at: float | None
+    elapsed_s: float
+    pid: int
+    dir: str
+    error: str = ""
+    log_tail: str = ""
+    result: dict = field(default_factory=dict)
+    artifacts: list[dict] = field(default_factory=list)
+    metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job reached a final state."""
+        return self.state in FINAL_STATES
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parent side
+
+
+def launch(module: str, config: dict[str, Any], title: str = "") -> str:
+    """Start ``python -m <module> <job_dir>/config.json`` as a child in its own process group.
+
+    Args:
+        module: Importable module with a ``__main__`` entry that calls :func:`run_child`.
+        config: JSON-serialisable configuration written to ``config.json``.
+        title: Human-readable label for the Jobs page.
+
+    Returns:
+        The job id.
+
+    Raises:
+        JobError: If the child process cannot be started.
+    """
+    job_id = new_ulid()
+    job_dir = paths.jobs_dir() / job_id
+    job_dir.mkdir(parents=True)
+    config_path = job_dir / "config.json"
+    atomic_write_json(config_path, config)
+    env = dict(os.environ)
+    # The child must import `core` even when the workbench is not pip-installed (a plain checkout).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    argv = [sys.executable, "-m", module, str(config_path)]
+    with open(job_dir / "log.txt", "ab") as log:
+        try:
+            # A new session makes the child a process-group leader: cancel can then end it and all its children,
+            # and a Streamlit restart (SIGINT to the app's group) does not kill running jobs.
+            proc = subprocess.Popen(
+                argv,
+                cwd=paths.REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise JobError(f"Could not start job {module}: {exc}") from exc
+    atomic_write_json(
+        job_dir / "job.json",
+        {
+            "id": job_id,
+            "module": module,
+            "title": title or module,
+            "argv": argv,
+            "pid": proc.pid,
+            "proc_start": _proc_start_ticks(proc.pid),
+            "created_at": time.time(),
+        },
+    )
+    logger.info("launched job %s (%s) pid %d", job_id, module, proc.pid)
+    return job_id
+
+
+def status(job_id: str) -> JobStatus:
+    """Rebuild a job's status from its folder.
+
+    Args:
+        job_id: The id returned by :func:`launch`.
+
+    Returns:
+        The current status. A child that died without reporting shows as ``failed`` with its log tail.
+
+    Raises:
+        JobError: If there is no such job.
+    """
+    job_dir = _job_dir(job_id)
+    meta = read_json(job_dir / "job.json")
+    events = read_jsonl(job_dir / "progress.jsonl")
+    log_tail = _tail(job_dir / "log.txt")
+    fraction, message, result, error, ended_at = None, "", {}, "", None
+    artifacts, metrics = [], []
+    final = None
+    for event in events:
+        kind = event.get("type")
+        if kind == "progress":
+            fraction = event.get("fraction", fraction)
+            message = event.get("message", message)
+        elif kind == "metric":
+            metrics.append(event)
+        elif kind == "artifact":
+            artifacts.append(event)
+        elif kind in FINAL_STATES:
+            final = kind
+            ended_at = event.get("t")
+            result = event.get("result") or {}
+            error = event.get("error", "")
+            message = event.get("message", message)
+    cancel_file = job_dir / "cancel.json"
+    alive = final is None and _alive(meta, job_dir)
+    if final is None and cancel_file.exists() and not alive:
+        final, ended_at, message = "cancelled", read_json(cancel_file).get("t"), "Cancelled"
+    if final is None:
+        if alive:
+            state = "running"
+        else:
+            state = "failed"
+            exit_file = job_dir / "exit.json"
+            code = read_json(exit_file)["code"] if exit_file.exists() else None
+            error = "The job process ended without reporting a result" + (f" (exit code {code})" if code else "")
+            error += ". Last lines of its log are shown below."
+            ended_at = _mtime(job_dir)
+    else:
+        state = final
+    if state == "done":
+        fraction = 1.0
+    created = meta["created_at"]
+    return JobStatus(
+        id=job_id,
+        module=meta["module"],
+        title=meta.get("title", meta["module"]),
+        state=state,
+        fraction=fraction,
+        message=message,
+        created_at=created,
+        ended_at=ended_at,
+        elapsed_s=(ended_at or time.time()) - created,
+        pid=meta["pid"],
+        dir=str(job_dir),
+        error=error,
+        log_tail=log_tail,
+        result=result,
+        artifacts=artifacts,
+        metrics=metrics,
+    )
+
+
+def list_jobs(limit: int = 50) -> list[JobStatus]:
+    """Return the newest jobs first, reattaching to running ones from disk.
+
+    Args:
+        limit: Most jobs to return.
+
+    Returns:
+        Job statuses; folders that are not (or not yet) valid jobs are skipped.
+    """
+    root = paths.jobs_dir()
+    ids = sorted((p.name for p in root.iterdir() if (p / "job.json").exists()), reverse=True)[:limit]
+    return [status(job_id) for job_id in ids]
+
+
+def cancel(job_id: str, grace_s: float = 5.0) -> JobStatus:
+    """Ask a running job to stop: SIGTERM to its process group, then SIGKILL after ``grace_s``.
+
+    Args:
+        job_id: The job to stop.
+        grace_s: Seconds the child gets to finish cleanly (save a checkpoint, remove temp files).
+
+    Returns:
+        The job's status after it stopped (``cancelled``, or its own final state if it finished first).
+
+    Raises:
+        JobError: If there is no such job.
+    """
+    job_dir = _job_dir(job_id)
+    meta = read_json(job_dir / "job.json")
+    if not _alive(meta, job_dir):
+        return status(job_id)
+    atomic_write_json(job_dir / "cancel.json", {"t": time.time()})
+    pgid = meta["pid"]  # the child leads its own process group (start_new_session)
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.time() + grace_s
+    while time.time() < deadline and _group_alive(pgid, meta):
+        time.sleep(0.05)
+    if _group_alive(pgid, meta):
+        _signal_group(pgid, signal.SIGKILL)
+        deadline = time.time() + 5
+        while time.time() < deadline and _group_alive(pgid, meta):
+            time.sleep(0.05)
+    events = read_jsonl(job_dir / "progress.jsonl")
+    if not any(e.get("type") in FINAL_STATES for e in events):
+        append_jsonl(job_dir / "progress.jsonl", {"t": time.time(), "type": "cancelled", "message": "Cancelled"})
+    return status(job_id)
+
+
+def _job_dir(job_id: str) -> Path:
+    # Ids come from URLs and the CLI: refuse anything that is not a plain folder name.
+    if not job_id or "/" in job_id or job_id.startswith("."):
+        raise JobError(f"Invalid job id: {job_id!r}")
+    job_dir = paths.jobs_dir() / job_id
+    if not (job_dir / "job.json").exists():
+        raise JobError(f"No job with id {job_id}")
+    return job_dir
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses; fields after the last ')' are fixed.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None  # field 22 of /proc/<pid>/stat: start time in clock ticks
+
+
+def _alive(meta: dict, job_dir: Path | None = None) -> bool:
+    pid = meta["pid"]
+    fields = _proc_stat(pid)
+    if fields is None:
+        return False
+    if fields[0] == "Z":  # a zombie: ended, but its parent (maybe us) has not reaped it yet
+        code = _exit_code(pid)
+        if code is not None and job_dir is not None:
+            atomic_write_json(job_dir / "exit.json", {"code": code, "t": time.time()})
+        return False
+    # A different start time means the pid was reused by an unrelated process after our child ended.
+    return meta.get("proc_start") is None or int(fields[19]) == meta["proc_start"]
+
+
+def _group_alive(pgid: int, meta: dict) -> bool:
+    if _alive(meta):
+        return True
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_code(pid: int) -> int | None:
+    """Reap our own child if it has ended; None when it is not ours or still running."""
+    try:
+        waited, raw = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    if waited == 0:
+        return None
+    return os.waitstatus_to_exitcode(raw)
+
+
+def _tail(path: Path, n_bytes: int = LOG_TAIL_BYTES) -> str:
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, path.stat().st_size - n_bytes))
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _mtime(job_dir: Path) -> float:
+    return max((p.stat().st_mtime for p in job_dir.iterdir()), default=time.time())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Child side
+
+
+class Reporter:
+    """Appends progress events to ``progress.jsonl`` beside the job's config file."""
+
+    def __init__(self, job_dir: Path):
+        """Create a reporter writing into ``job_dir``."""
+        self.path = Path(job_dir) / "progress.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def event(self, event_type: str, **fields: Any) -> None:
+        """Append one event of type ``event_type`` with a timestamp."""
+        append_jsonl(self.path, {"t": time.time(), "type": event_type, **fields})
+
+    def progress(self, fraction: float | None, message: str = "", **fields: Any) -> None:
+        """Report overall progress in [0, 1] (None when unknown) and what is happening now."""
+        if fraction is not None:
+            fraction = min(1.0, max(0.0, float(fraction)))
+        self.event("progress", fraction=fraction, message=message, **fields)
+
+    def metric(self, step: int, **values: float) -> None:
+        """Record numeric values at a step (loss, learning rate, tokens/s) for live charts."""
+        self.event("metric", step=step, **values)
+
+    def artifact(self, path: str | Path, kind: str = "file", **fields: Any) -> None:
+        """Record a file or folder the job produced."""
+        self.event("artifact", path=str(path), kind=kind, **fields)
+
+
+def _raise_cancelled(signum: int, frame: Any) -> None:
+    raise JobCancelled()
+
+
+def run_child(work: Callable[[dict, Reporter], dict | None]) -> None:
+    """Entry point for a job module's ``__main__``: read the config named in argv, run ``work``, report the end.
+
+    The final event is ``done`` (with ``work``'s result), ``cancelled`` (SIGTERM) or ``failed`` (with the
+    exception message; the traceback goes to the job log). The process exits 0, 130 or 1 accordingly.
+
+    Args:
+        work: ``work(config, reporter)`` does the job and returns a JSON-able result.
+    """
+    if len(sys.argv) != 2:
+        sys.stderr.write(f"usage: python -m {work.__module__} CONFIG.json\n")
+        raise SystemExit(2)
+    config_path = Path(sys.argv[1]).resolve()
+    reporter = Reporter(config_path.parent)
+    signal.signal(signal.SIGTERM, _raise_cancelled)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = work(read_json(config_path), reporter)
+    except (JobCancelled, KeyboardInterrupt):
+        reporter.event("cancelled", message="Cancelled")
+        raise SystemExit(130) from None
+    except Exception as exc:  # noqa: BLE001 - recorded as the job's failure, with the traceback in its log
+        traceback.print_exc()
+        reporter.event("failed", error=f"{type(exc).__name__}: {exc}", message="Failed")
+        raise SystemExit(1) from None
+    reporter.event("done", result=result or {}, message="Done")
