@@ -5,20 +5,12 @@ import json
 import logging
 import sys
 from dataclasses import asdict
-from typing import Any
 
 from core import jobs
+from core.cliutil import add_command, emit, out
+from core.errors import WorkbenchError
 from core.models import embedded, registry
-from core.models.formats import ROLES, ModelError
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def _emit(args: argparse.Namespace, payload: Any, human: str) -> None:
-    _out(json.dumps(payload, indent=2, ensure_ascii=False) if args.json else human)
+from core.models.formats import ROLES
 
 
 def _model_line(entry: registry.ModelEntry) -> str:
@@ -28,43 +20,43 @@ def _model_line(entry: registry.ModelEntry) -> str:
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
     entries = registry.list_models(role=args.role)
-    _emit(args, [e.to_dict() for e in entries], "\n".join(_model_line(e) for e in entries) or "no models")
+    emit(args, [e.to_dict() for e in entries], "\n".join(_model_line(e) for e in entries) or "no models")
     return 0
 
 
 def _cmd_models_add(args: argparse.Namespace) -> int:
     entry = registry.add_model(args.source, name=args.name, role=args.role)
-    _emit(args, entry.to_dict(), _model_line(entry))
+    emit(args, entry.to_dict(), _model_line(entry))
     return 0 if entry.status == "ready" else 3
 
 
 def _cmd_models_check(args: argparse.Namespace) -> int:
     names = args.names or [e.name for e in registry.list_models()]
     entries = [registry.check_model(name) for name in names]
-    _emit(args, [e.to_dict() for e in entries], "\n".join(_model_line(e) for e in entries) or "no models")
+    emit(args, [e.to_dict() for e in entries], "\n".join(_model_line(e) for e in entries) or "no models")
     return 0 if all(e.status == "ready" for e in entries) else 3
 
 
 def _cmd_models_remove(args: argparse.Namespace) -> int:
     registry.remove_model(args.name)
-    _emit(args, {"removed": args.name}, f"removed {args.name}")
+    emit(args, {"removed": args.name}, f"removed {args.name}")
     return 0
 
 
 def _cmd_models_prepare(args: argparse.Namespace) -> int:
     def progress(fraction: float, message: str) -> None:
         if not args.json:
-            _out(f"[{fraction * 100:5.1f}%] {message}")
+            out(f"[{fraction * 100:5.1f}%] {message}")
 
     result = embedded.prepare(progress=progress, verify_hashes=args.verify)
-    _emit(args, result, "embedded models ready: " + ", ".join(result["models"]))
+    emit(args, result, "embedded models ready: " + ", ".join(result["models"]))
     return 0
 
 
 def _cmd_jobs_list(args: argparse.Namespace) -> int:
     listed = jobs.list_jobs(limit=args.limit)
     lines = [f"{s.id}  {s.state:<9} {s.elapsed_s:7.0f}s  {s.title}  {s.message}" for s in listed]
-    _emit(args, [asdict(s) for s in listed], "\n".join(lines) or "no jobs")
+    emit(args, [asdict(s) for s in listed], "\n".join(lines) or "no jobs")
     return 0
 
 
@@ -72,13 +64,13 @@ def _cmd_jobs_show(args: argparse.Namespace) -> int:
     status = jobs.status(args.id)
     human = f"{status.id}  {status.state}  {status.title}\n{status.message}\n{status.error}\n"
     human += f"--- log ---\n{status.log_tail}"
-    _emit(args, asdict(status), human)
+    emit(args, asdict(status), human)
     return 0
 
 
 def _cmd_jobs_cancel(args: argparse.Namespace) -> int:
     status = jobs.cancel(args.id)
-    _emit(args, asdict(status), f"{status.id}  {status.state}")
+    emit(args, asdict(status), f"{status.id}  {status.state}")
     return 0
 
 
@@ -87,32 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="MedGemma Workbench (not a medical device)")
     groups = parser.add_subparsers(dest="group", required=True)
 
-    def sub(group: argparse._SubParsersAction, name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        p = group.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-        p.set_defaults(func=func)
-        return p
-
     models = groups.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
-    p = sub(models, "list", _cmd_models_list, "list registered models with their status")
+    p = add_command(models, "list", _cmd_models_list, "list registered models with their status")
     p.add_argument("--role", choices=ROLES, help="only models with this role")
-    p = sub(models, "add", _cmd_models_add, "register a local model path or a cached hub id")
+    p = add_command(models, "add", _cmd_models_add, "register a local model path or a cached hub id")
     p.add_argument("source", help="a .gguf/.onnx file, a model folder, or a hub id such as google/medgemma-4b-it")
     p.add_argument("--name", help="registry name (default: file or repo name)")
     p.add_argument("--role", choices=ROLES, help="what the model is for (default: detected)")
-    p = sub(models, "check", _cmd_models_check, "fully re-validate models (all when no name is given)")
+    p = add_command(models, "check", _cmd_models_check, "fully re-validate models (all when no name is given)")
     p.add_argument("names", nargs="*", help="model names")
-    p = sub(models, "remove", _cmd_models_remove, "forget a user-added model (files are kept)")
+    p = add_command(models, "remove", _cmd_models_remove, "forget a user-added model (files are kept)")
     p.add_argument("name")
-    p = sub(models, "prepare", _cmd_models_prepare, "prepare the embedded default models (idempotent)")
+    p = add_command(models, "prepare", _cmd_models_prepare, "prepare the embedded default models (idempotent)")
     p.add_argument("--verify", action="store_true", help="also re-hash models that are already prepared")
 
     job_cmds = groups.add_parser("jobs", help="background jobs").add_subparsers(dest="action", required=True)
-    p = sub(job_cmds, "list", _cmd_jobs_list, "list jobs, newest first")
+    p = add_command(job_cmds, "list", _cmd_jobs_list, "list jobs, newest first")
     p.add_argument("--limit", type=int, default=50)
-    p = sub(job_cmds, "show", _cmd_jobs_show, "show one job with its log tail")
+    p = add_command(job_cmds, "show", _cmd_jobs_show, "show one job with its log tail")
     p.add_argument("id")
-    p = sub(job_cmds, "cancel", _cmd_jobs_cancel, "cancel a running job and its child processes")
+    p = add_command(job_cmds, "cancel", _cmd_jobs_cancel, "cancel a running job and its child processes")
     p.add_argument("id")
     return parser
 
@@ -123,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ModelError, jobs.JobError, embedded.PrepareError) as exc:
+    except WorkbenchError as exc:
         if args.json:
-            _out(json.dumps({"error": str(exc)}))
+            out(json.dumps({"error": str(exc)}))
         else:
             sys.stderr.write(f"error: {exc}\n")
         return 2

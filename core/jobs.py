@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core import paths
+from core.errors import WorkbenchError
 from core.fileio import append_jsonl, atomic_write_json, read_json, read_jsonl
 from core.ids import new_ulid
 
@@ -28,7 +29,7 @@ FINAL_STATES = ("done", "failed", "cancelled")
 LOG_TAIL_BYTES = 4000
 
 
-class JobError(Exception):
+class JobError(WorkbenchError):
     """A job cannot be found, started or cancelled."""
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import paths
+from core.errors import WorkbenchError
 from core.fileio import atomic_write_json, read_json
 from core.models.entry import ModelEntry
 from core.models.formats import ModelError, inspect_path
@@ -31,7 +32,7 @@ GEMMA_GGUF = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_HF = "gemma-3-270m-hf"
 
 
-class PrepareError(Exception):
+class PrepareError(WorkbenchError):
     """An embedded model could not be prepared (package missing, hash mismatch, import failed)."""
 
 

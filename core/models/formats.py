@@ -6,12 +6,14 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import WorkbenchError
+
 ROLES = ("chat", "finetune_base", "embeddings", "vision")
 FORMATS = ("gguf", "hf", "onnx")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class ModelError(Exception):
+class ModelError(WorkbenchError):
     """A model source is missing, unreadable or not a model this workbench can use."""
 
 

@@ -1,0 +1,28 @@
+"""Helpers shared by the ``workbench`` sub-commands: registering a command and printing human or JSON output."""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def out(text: str) -> None:
+    """Write one line to stdout (the CLI's only output channel; errors go to stderr)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def emit(args: argparse.Namespace, payload: Any, human: str) -> None:
+    """Print ``payload`` as JSON when ``--json`` was given, else the human-readable text."""
+    out(json.dumps(payload, indent=2, ensure_ascii=False) if args.json else human)
+
+
+def add_command(
+    group: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help_text: str
+) -> argparse.ArgumentParser:
+    """Add a sub-command with a ``--json`` flag whose handler ``func(args)`` returns the exit status."""
+    parser = group.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(func=func)
+    return parser
