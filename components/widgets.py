@@ -83,3 +83,31 @@ def job_card(status: jobs.JobStatus, key_prefix: str) -> None:
 
 def _cancel(job_id: str) -> None:
     jobs.cancel(job_id)
+
+
+def escape_md(text: str) -> str:
+    """Escape Markdown so user or corpus text shows literally."""
+    for ch in "\\`*_{}[]()#+-.!|<>$~:":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\n", "  \n")
+
+
+def hit_card(rank: int, hit, context: dict | None = None) -> None:
+    """Draw one retrieved passage: file, page/record, scores, text, and the passage in context."""
+    where = f"page {hit.page}" if hit.page else (f"record {hit.record}" if hit.record else "")
+    ranks = []
+    if hit.dense_rank:
+        ranks.append(f"dense #{hit.dense_rank} (cos {hit.dense_score:.3f})")
+    if hit.bm25_rank:
+        ranks.append(f"BM25 #{hit.bm25_rank} ({hit.bm25_score:.2f})")
+    with st.container(border=True):
+        st.markdown(f"**[{rank}] {escape_md(hit.source)}** · {where} · chars {hit.start}–{hit.end} · "
+                    f"score {hit.score:.4f}")  # fmt: skip
+        st.caption(" · ".join(ranks) or f"cosine {hit.dense_score:.3f}")
+        st.markdown(escape_md(hit.text))
+        if context:
+            with st.expander("Show in context"):
+                text = context["text"]
+                before, span, after = text[: hit.start], text[hit.start : hit.end], text[hit.end :]
+                st.markdown(escape_md(before[-1500:]) + " :orange-background[" + escape_md(span) + "] "
+                            + escape_md(after[:1500]))  # fmt: skip

@@ -11,6 +11,7 @@ from core.cliutil import add_command, emit, out
 from core.errors import WorkbenchError
 from core.models import embedded, registry
 from core.models.formats import ROLES
+from core.rag import commands as rag_commands
 
 
 def _model_line(entry: registry.ModelEntry) -> str:
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p = add_command(job_cmds, "cancel", _cmd_jobs_cancel, "cancel a running job and its child processes")
     p.add_argument("id")
+
+    rag_commands.add_commands(groups)
     return parser
 
 

@@ -57,6 +57,7 @@ class JobStatus:
     result: dict = field(default_factory=dict)
     artifacts: list[dict] = field(default_factory=list)
     metrics: list[dict] = field(default_factory=list)
+    items: list[dict] = field(default_factory=list)  # per-item results as they come (files of an ingest, ...)
 
     @property
     def finished(self) -> bool:
@@ -140,7 +141,7 @@ def status(job_id: str) -> JobStatus:
     events = read_jsonl(job_dir / "progress.jsonl")
     log_tail = _tail(job_dir / "log.txt")
     fraction, message, result, error, ended_at = None, "", {}, "", None
-    artifacts, metrics = [], []
+    artifacts, metrics, items = [], [], []
     final = None
     for event in events:
         kind = event.get("type")
@@ -151,6 +152,8 @@ def status(job_id: str) -> JobStatus:
             metrics.append(event)
         elif kind == "artifact":
             artifacts.append(event)
+        elif kind == "item":
+            items.append(event)
         elif kind in FINAL_STATES:
             final = kind
             ended_at = event.get("t")
@@ -193,6 +196,7 @@ def status(job_id: str) -> JobStatus:
         result=result,
         artifacts=artifacts,
         metrics=metrics,
+        items=items,
     )
 
 

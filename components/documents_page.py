@@ -1,0 +1,191 @@
+"""DocumentsPage: add files to named indices (as a job), manage their documents, and try a search."""
+
+import streamlit as st
+
+from components import resources, state
+from components.base import Page
+from components.widgets import hit_card, human_size, job_card, show_notice
+from core import jobs, paths
+from core.config import ConfigError, IngestConfig
+from core.errors import WorkbenchError
+from core.ids import new_ulid
+from core.models import registry
+from core.rag import index as store
+from core.rag import manage
+from core.rag.loaders import safe_name
+from core.rag.retrieve import MODES
+
+NEW_INDEX = "➕ New index…"
+STATUS_ICONS = {"added": "✅", "updated": "🔄", "unchanged": "⏸️", "error": "❌", "skipped": "⚠️"}
+
+
+class DocumentsPage(Page):
+    title = "Documents"
+    icon = ":material/description:"
+    url_path = "documents"
+
+    def render(self) -> None:
+        st.title("Documents")
+        st.caption(
+            "Turn TXT, Markdown, PDF, JSON/JSONL and CSV files into a searchable index: chunks embedded with "
+            "sentence-transformers in FAISS, plus BM25 keywords, fused at query time. Every hit keeps its file, "
+            "page and character span."
+        )
+        show_notice(state.DOCS_NOTICE)
+        infos = {i.name: i for i in manage.list_indices()}
+        options = [*infos, NEW_INDEX]
+        current = st.session_state.get(state.DOCS_INDEX)
+        choice = st.selectbox("Index", options, index=options.index(current) if current in options else 0)
+        name = st.text_input("New index name", placeholder="e.g. cardiology") if choice == NEW_INDEX else choice
+        if choice != NEW_INDEX:
+            st.session_state[state.DOCS_INDEX] = choice
+        add, docs, search = st.tabs(["Add documents", "Documents in this index", "Search"])
+        with add:
+            self._add(name, infos.get(name))
+        with docs:
+            if name in infos:
+                self._documents(infos[name])
+            else:
+                st.info("Choose an existing index, or add documents to create one.")
+        with search:
+            if name in infos:
+                self._search(infos[name])
+            else:
+                st.info("Nothing to search yet.")
+
+    def _add(self, name: str | None, info: manage.IndexInfo | None) -> None:
+        job_id = st.session_state.get(state.DOCS_INGEST_JOB)
+        if job_id:
+            self._ingest_progress(job_id)
+        uploads = st.file_uploader("Upload files", accept_multiple_files=True, key="documents.uploads")
+        folder = st.text_input(
+            "…or a file or folder on this machine", placeholder=str(paths.shipped_data_dir() / "corpus")
+        )
+        h = IngestConfig.help
+        locked = info is not None  # an existing index keeps its chunking; change it with Re-index
+        with st.expander("Options"):
+            chunk_tokens = st.number_input("Chunk tokens", 16, 254, info.chunking["chunk_tokens"] if info else 200,
+                                           help=h("chunk_tokens"), disabled=locked)  # fmt: skip
+            overlap = st.number_input("Overlap tokens", 0, 127, info.chunking["overlap_tokens"] if info else 40,
+                                      help=h("overlap_tokens"), disabled=locked)  # fmt: skip
+            text_field = st.text_input("JSON/CSV text field", help=h("text_field"))
+            max_mb = st.number_input("Max file size (MB)", 0.1, 2048.0, 50.0, help=h("max_file_mb"))
+            models = [m.name for m in registry.list_models(role="embeddings") if m.status == "ready"]
+            model = (
+                info.embedding["model"] if info else st.selectbox("Embedding model", models, help=h("embedding_model"))
+            )
+        if st.button("Ingest", type="primary", icon=":material/upload_file:", disabled=bool(job_id)):
+            sources = [folder.strip()] if folder.strip() else []
+            if uploads:
+                batch = paths.uploads_dir() / new_ulid()
+                batch.mkdir(parents=True)
+                for upload in uploads:
+                    (batch / safe_name(upload.name)).write_bytes(upload.getvalue())
+                sources.append(str(batch))
+            if not sources:
+                st.error("Upload files or give a path first.")
+                return
+            try:
+                config = IngestConfig(
+                    index=name or "",
+                    paths=sources,
+                    embedding_model=model,
+                    chunk_tokens=int(chunk_tokens),
+                    overlap_tokens=int(overlap),
+                    text_field=text_field.strip() or None,
+                    max_file_mb=float(max_mb),
+                )
+            except ConfigError as exc:
+                st.error(str(exc))
+                return
+            st.session_state[state.DOCS_INGEST_JOB] = jobs.launch(
+                "core.rag.ingest", config.to_dict(), f"Ingest into {name}"
+            )
+            st.session_state[state.DOCS_INDEX] = name
+            st.rerun()
+
+    def _ingest_progress(self, job_id: str) -> None:
+        @st.fragment(run_every="1s")
+        def poll() -> None:
+            status = jobs.status(job_id)
+            job_card(status, key_prefix="documents")
+            if status.items:
+                rows = [{"": STATUS_ICONS.get(i["status"], ""), "file": i["source"], "status": i["status"],
+                         "pages": i["pages"], "chunks": i["chunks"], "message": i["message"] or "; ".join(i["notes"])}
+                        for i in status.items]  # fmt: skip
+                st.dataframe(rows, hide_index=True, width="stretch")
+            if status.finished:
+                if st.button("Done", key="documents.ingest_done"):
+                    st.session_state.pop(state.DOCS_INGEST_JOB, None)
+                    st.rerun(scope="app")
+
+        poll()
+
+    def _documents(self, info: manage.IndexInfo) -> None:
+        cols = st.columns(4)
+        cols[0].metric("Documents", len(info.files))
+        cols[1].metric("Chunks", info.chunks)
+        cols[2].metric("Size", human_size(info.size_bytes))
+        cols[3].metric("Generation", info.generation)
+        st.caption(f"Embedding: {info.embedding['model']} ({info.embedding['dim']}-dim) · chunks of "
+                   f"{info.chunking['chunk_tokens']} tokens, {info.chunking['overlap_tokens']} overlap · "
+                   f"updated {info.updated_at}")  # fmt: skip
+        rows = [{"document": f["source"], "format": f["format"], "pages/records": f["pages"], "chunks": f["chunks"],
+                 "size": human_size(f["size_bytes"]), "sha256": f["sha256"][:12], "ingested": f["ingested_at"]}
+                for f in info.files]  # fmt: skip
+        st.dataframe(rows, hide_index=True, width="stretch")
+        left, right = st.columns(2)
+        with left.form("delete-doc"):
+            source = st.selectbox("Remove a document", [f["source"] for f in info.files])
+            if st.form_submit_button("Remove document", icon=":material/delete:"):
+                _act(lambda: f"Removed {source} ({manage.delete_document(info.name, source)} chunks)")
+        with right.form("delete-index"):
+            sure = st.checkbox(f"Yes, delete index {info.name} and all its files")
+            if st.form_submit_button("Delete index", icon=":material/delete_forever:", disabled=False):
+                if sure:
+                    _act(lambda: (store.delete_index(info.name), f"Deleted index {info.name}")[1])
+                    st.session_state.pop(state.DOCS_INDEX, None)
+                    st.rerun()
+                else:
+                    st.warning("Tick the box to confirm.")
+        with st.form("reindex"):
+            st.markdown("**Re-index** from the stored texts (another embedding model or chunking)")
+            models = [m.name for m in registry.list_models(role="embeddings") if m.status == "ready"]
+            model = st.selectbox("Embedding model", models, index=models.index(info.embedding["model"])
+                                 if info.embedding["model"] in models else 0)  # fmt: skip
+            chunk_tokens = st.number_input("Chunk tokens", 16, 254, info.chunking["chunk_tokens"])
+            overlap = st.number_input("Overlap tokens", 0, 127, info.chunking["overlap_tokens"])
+            if st.form_submit_button("Re-index", icon=":material/autorenew:"):
+                config = {"name": info.name, "embedding_model": model, "chunk_tokens": int(chunk_tokens),
+                          "overlap_tokens": int(overlap)}  # fmt: skip
+                job = jobs.launch("core.rag.manage", config, f"Re-index {info.name}")
+                st.success(f"Re-index started as job {job}; follow it on the Jobs page.")
+
+    def _search(self, info: manage.IndexInfo) -> None:
+        with st.form("search"):
+            query = st.text_input("Query", placeholder="What does a sawtooth pattern on the ECG mean?")
+            cols = st.columns(3)
+            k = cols[0].slider("Top k", 1, 20, 5)
+            mode = cols[1].radio("Mode", MODES, horizontal=True)
+            min_score = cols[2].number_input("Min. cosine (0 = off)", 0.0, 1.0, 0.0, 0.05)
+            submitted = st.form_submit_button("Search", icon=":material/search:")
+        if not submitted or not query.strip():
+            return
+        try:
+            index = resources.index_state(info.name, info.generation)
+            hits = manage.search(info.name, query, k=k, mode=mode, min_score=min_score or None,
+                                 embedder=resources.embedder(info.embedding["model"]), state=index)  # fmt: skip
+        except WorkbenchError as exc:
+            st.error(str(exc))
+            return
+        if not hits:
+            st.info("No passage matches (try another wording, or lower the minimum score).")
+        for rank, hit in enumerate(hits, start=1):
+            hit_card(rank, hit, manage.passage_context(index, hit))
+
+
+def _act(action) -> None:
+    try:
+        st.session_state[state.DOCS_NOTICE] = ("success", action())
+    except WorkbenchError as exc:
+        st.session_state[state.DOCS_NOTICE] = ("error", str(exc))

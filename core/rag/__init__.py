@@ -1,0 +1,1 @@
+"""Documents to a searchable index: loaders, chunking, embeddings, FAISS + BM25 storage, hybrid retrieval."""

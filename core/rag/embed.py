@@ -1,0 +1,108 @@
+"""Sentence embeddings from a local sentence-transformers folder (normalised, so inner product = cosine)."""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import WorkbenchError
+from core.models import registry
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddingError(WorkbenchError):
+    """The embedding model is missing, not ready, or not a sentence-transformers model."""
+
+
+class Embedder:
+    """A loaded sentence-transformers model, identified by registry name and a fingerprint of its weights."""
+
+    def __init__(self, name: str = "all-minilm-l6-v2"):
+        """Load the registry model ``name`` (role ``embeddings``) on the CPU, offline.
+
+        Raises:
+            EmbeddingError: If it is not registered, not ready, or not an embedding model.
+        """
+        try:
+            entry = registry.get_model(name)
+        except WorkbenchError as exc:
+            raise EmbeddingError(str(exc)) from exc
+        if entry.role != "embeddings" or entry.format != "hf":
+            raise EmbeddingError(f"{name} is a {entry.role} model ({entry.format}), not a sentence-transformers model")
+        if entry.status != "ready" or entry.path is None:
+            raise EmbeddingError(f"Embedding model {name} is not ready ({entry.status}): {entry.detail}")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter CLI output and job logs
+
+        self.name = name
+        self.path = Path(entry.path)
+        self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        self.dim = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
+        self.fingerprint = fingerprint(self.path)
+
+    @property
+    def tokenizer_file(self) -> Path:
+        """The ``tokenizer.json`` the chunker counts tokens with."""
+        return self.path / "tokenizer.json"
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts.
+
+        Args:
+            texts: Passages or queries.
+            batch_size: Texts per forward pass.
+
+        Returns:
+            float32 array of shape (len(texts), dim), rows of unit length.
+        """
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)  # (N, dim)
+
+    def encode_batches(self, texts: list[str], batch_size: int, report=None, span=(0.0, 1.0)) -> np.ndarray:
+        """Embed many texts batch by batch, reporting progress.
+
+        Args:
+            texts: Passages.
+            batch_size: Texts per batch.
+            report: ``report(fraction, message)`` after each batch.
+            span: The (start, end) of the overall progress bar this work covers.
+
+        Returns:
+            float32 array of shape (len(texts), dim).
+        """
+        blocks = []
+        for start in range(0, len(texts), batch_size):
+            blocks.append(self.encode(texts[start : start + batch_size], batch_size))
+            done = min(len(texts), start + batch_size)
+            if report:
+                report(span[0] + (span[1] - span[0]) * done / len(texts), f"Embedded {done}/{len(texts)} chunks")
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
+
+
+def fingerprint(folder: Path) -> str:
+    """Identify a model by its weights: sha256 over the safetensors files (names, sizes and a content hash).
+
+    Args:
+        folder: The model folder.
+
+    Returns:
+        A 16-hex-digit fingerprint.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            while block := handle.read(4 << 20):
+                digest.update(block)
+    return digest.hexdigest()[:16]

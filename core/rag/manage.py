@@ -1,0 +1,202 @@
+"""Index management and search: list, inspect, delete a document or an index, re-index, search, passage context.
+
+``python -m core.rag.manage CONFIG.json`` runs :func:`reindex` as a job (``{"index", "embedding_model", ...}``).
+"""
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+from core.rag import index as store
+from core.rag.chunking import TokenCounter, chunk_units
+from core.rag.embed import Embedder
+from core.rag.loaders import Unit
+from core.rag.retrieve import Hit, retrieve
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """An index as the Documents page and ``workbench index show --json`` describe it."""
+
+    name: str
+    files: list[dict]  # {"source", "format", "pages", "chunks", "size_bytes", "sha256", "ingested_at", "path"}
+    chunks: int
+    embedding: dict
+    chunking: dict
+    size_bytes: int
+    generation: int
+    created_at: str
+    updated_at: str
+
+    def to_dict(self) -> dict:
+        """Return a JSON-able dict."""
+        return asdict(self)
+
+
+def inspect_index(name: str) -> IndexInfo:
+    """Describe one index from its manifest (nothing heavy is loaded).
+
+    Raises:
+        RagIndexError: If there is no such index.
+    """
+    manifest = store.read_manifest(name)
+    stats = manifest.get("stats", {})
+    files = [{"source": source, **record} for source, record in sorted(manifest["files"].items())]
+    return IndexInfo(
+        name=name,
+        files=files,
+        chunks=stats.get("chunks", 0),
+        embedding=manifest["embedding"],
+        chunking=manifest["chunking"],
+        size_bytes=stats.get("size_bytes", 0),
+        generation=manifest["generation"],
+        created_at=manifest["created_at"],
+        updated_at=manifest["updated_at"],
+    )
+
+
+def list_indices() -> list[IndexInfo]:
+    """Describe every index, sorted by name."""
+    return [inspect_index(name) for name in store.list_names()]
+
+
+def delete_document(name: str, source: str) -> int:
+    """Remove one document (vectors, BM25 entry, chunks and text) from an index.
+
+    Args:
+        name: Index name.
+        source: The document's name in the index.
+
+    Returns:
+        The number of chunks removed.
+
+    Raises:
+        RagIndexError: If the index or the document does not exist.
+    """
+    with store.lock(name):
+        state = store.load(name)
+        if source not in state.manifest["files"]:
+            raise store.RagIndexError(f"Index {name} has no document named {source!r}")
+        removed = store.remove_source(state, source)
+        store.commit(state)
+    return removed
+
+
+def reindex(
+    name: str,
+    embedding_model: str | None = None,
+    chunk_tokens: int | None = None,
+    overlap_tokens: int | None = None,
+    progress=None,
+) -> dict:
+    """Rebuild an index from its stored document texts, optionally with another embedding model or chunking.
+
+    The original files are not needed. Until the new generation is committed, searches use the old one.
+
+    Args:
+        name: Index name.
+        embedding_model: Registry name of the new embedding model (default: the index's own).
+        chunk_tokens: New chunk size (default: unchanged).
+        overlap_tokens: New overlap (default: unchanged).
+        progress: ``progress(fraction, message)``.
+
+    Returns:
+        ``{"index", "chunks", "embedding", "chunking", "seconds"}``.
+
+    Raises:
+        RagIndexError: If the index does not exist or the chunk size exceeds the model's input.
+    """
+    report = progress or (lambda *a, **k: None)
+    started = time.perf_counter()
+    with store.lock(name):
+        old = store.load(name)
+        embedder = Embedder(embedding_model or old.manifest["embedding"]["model"])
+        chunking = dict(old.manifest["chunking"])
+        if chunk_tokens:
+            chunking["chunk_tokens"] = chunk_tokens
+        if overlap_tokens is not None:
+            chunking["overlap_tokens"] = overlap_tokens
+        if chunking["chunk_tokens"] > embedder.max_tokens:
+            raise store.RagIndexError(f"chunk_tokens exceeds what {embedder.name} reads ({embedder.max_tokens})")
+        embedding = {"model": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim}
+        state = store.new_state(name, embedding, chunking)
+        state.manifest["created_at"] = old.manifest["created_at"]
+        state.manifest["generation"] = old.generation
+        counter = TokenCounter(embedder.tokenizer_file)
+        report(0.05, "Chunking stored documents")
+        per_source: dict[str, list[dict]] = {}
+        for doc in old.docs:
+            per_source.setdefault(doc["source"], []).append(doc)
+        for source, docs in per_source.items():
+            units = [Unit(d["text"], d.get("page"), d.get("record"), d.get("metadata") or {}) for d in docs]
+            chunks = chunk_units(units, source, counter, chunking["chunk_tokens"], chunking["overlap_tokens"])
+            vectors = embedder.encode([c.text for c in chunks])
+            store.add(state, [c.to_dict() for c in chunks], vectors, docs)
+            state.manifest["files"][source] = {**old.manifest["files"][source], "chunks": len(chunks)}
+            report(0.05 + 0.85 * len(state.manifest["files"]) / len(per_source), f"Re-embedded {source}")
+        report(0.92, "Writing index")
+        state = store.commit(state)
+    report(1.0, "Re-index done")
+    return {
+        "index": name,
+        "chunks": len(state.chunks),
+        "embedding": embedding,
+        "chunking": chunking,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def search(
+    name: str,
+    query: str,
+    k: int = 5,
+    mode: str = "hybrid",
+    min_score: float | None = None,
+    embedder: Embedder | None = None,
+    state: store.IndexState | None = None,
+) -> list[Hit]:
+    """Search an index by name (loads it and its embedding model unless given).
+
+    Args:
+        name: Index name.
+        query: The question or keywords.
+        k: Hits to return.
+        mode: ``hybrid``, ``dense`` or ``bm25``.
+        min_score: Minimum cosine similarity.
+        embedder: A loaded embedder of the index's model, to reuse.
+        state: A loaded index, to reuse.
+
+    Returns:
+        Hits, best first.
+
+    Raises:
+        RagIndexError: If the index does not exist or the embedder does not match it.
+    """
+    state = state or store.load(name)
+    model = state.manifest["embedding"]["model"]
+    embedder = embedder or Embedder(model)
+    if embedder.fingerprint != state.manifest["embedding"]["fingerprint"]:
+        raise store.RagIndexError(f"Index {name} was built with another version of {model}: re-index required")
+    query_vector = embedder.encode([query])[0]
+    return retrieve(state, query, query_vector, k=k, mode=mode, min_score=min_score)
+
+
+def passage_context(state: store.IndexState, hit: Hit) -> dict:
+    """Return the full page/record text around a hit, for "open in context" views.
+
+    Returns:
+        ``{"source", "page", "record", "text", "start", "end"}`` where ``text[start:end] == hit.text``.
+    """
+    for doc in state.docs:
+        if (doc["source"], doc.get("page"), doc.get("record")) == (hit.source, hit.page, hit.record):
+            return {"source": hit.source, "page": hit.page, "record": hit.record, "text": doc["text"],
+                    "start": hit.start, "end": hit.end}  # fmt: skip
+    raise store.RagIndexError(f"The text of {hit.source} is not stored in index {state.name}")
+
+
+if __name__ == "__main__":
+    from core import jobs
+
+    jobs.run_child(lambda config, reporter: reindex(progress=reporter.progress, **config))

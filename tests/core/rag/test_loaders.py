@@ -1,0 +1,135 @@
+"""Loaders: every supported format, and a clear LoadError for each kind of bad input."""
+
+import json
+
+import pytest
+
+from core.rag.loaders import LoadError, LoadOptions, load_file, safe_name
+from tests.conftest import REPO_ROOT
+
+CORPUS = REPO_ROOT / "data" / "corpus"
+
+
+def write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path
+
+
+def test_pdf_keeps_page_numbers():
+    loaded = load_file(CORPUS / "ecg_interpretation_handbook.pdf")
+    assert loaded.format == "pdf"
+    assert [u.page for u in loaded.units] == list(range(1, 8))
+    assert "PR interval" in loaded.units[2].text
+
+
+def test_markdown_and_text_are_one_unit(tmp_path):
+    loaded = load_file(write(tmp_path, "note.md", "# Title\n\nAtrial fibrillation is irregular."))
+    assert loaded.format == "markdown" and loaded.units[0].text.startswith("# Title")
+    assert loaded.units[0].page is None
+
+
+def test_latin1_text_is_detected_not_assumed(tmp_path):
+    path = write(tmp_path, "glossary.txt", "Ménière disease and café-au-lait spots; naïve; 37 °C".encode("latin-1"))
+    loaded = load_file(path)
+    assert "Ménière" in loaded.units[0].text and "naïve" in loaded.units[0].text and "°C" in loaded.units[0].text
+    assert loaded.notes == ["decoded as cp1252"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
+def test_utf16_text_with_and_without_bom(tmp_path, encoding):
+    text = "Bradycardia is a heart rate below 60 beats per minute. Ménière.\n" * 20
+    loaded = load_file(write(tmp_path, f"{encoding}.txt", text.encode(encoding)))
+    assert loaded.units[0].text.strip() == text.strip()
+
+
+def test_shipped_latin1_corpus_file():
+    loaded = load_file(CORPUS / "cardiology_eponyms_glossary_latin1.txt")
+    assert "Wenckebach" in loaded.units[0].text and "é" in loaded.units[0].text
+
+
+def test_json_records_keep_other_fields_as_metadata(tmp_path):
+    rows = [{"id": "a", "title": "Statins", "text": "Statins lower LDL cholesterol.", "category": "drug"}]
+    loaded = load_file(write(tmp_path, "drugs.json", json.dumps(rows)))
+    unit = loaded.units[0]
+    assert unit.text == "Statins\nStatins lower LDL cholesterol."
+    assert unit.record == 1 and unit.metadata == {"id": "a", "title": "Statins", "category": "drug"}
+
+
+def test_jsonl_and_chosen_field(tmp_path):
+    lines = "\n".join(json.dumps({"q": f"question {i}", "body": f"answer number {i}"}) for i in range(3))
+    loaded = load_file(write(tmp_path, "qa.jsonl", lines), LoadOptions(text_field="body"))
+    assert [u.text for u in loaded.units] == ["answer number 0", "answer number 1", "answer number 2"]
+    assert loaded.units[2].record == 3 and loaded.units[0].metadata == {"q": "question 0"}
+
+
+def test_csv_auto_column_with_title():
+    loaded = load_file(CORPUS / "cardiology_terms.csv")
+    assert loaded.format == "csv" and "chosen automatically: 'definition'" in loaded.notes[0]
+    assert all(u.metadata.get("category") for u in loaded.units)
+
+
+@pytest.mark.parametrize(
+    "name, data, options, message",
+    [
+        ("empty.txt", b"", None, "empty"),
+        ("image.txt", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40, None, "binary"),
+        ("broken.json", '[{"text": "ok"}, {"text": ', None, "Invalid JSON at line 1"),
+        ("broken.jsonl", '{"text": "ok"}\n{"text": oops}\n', None, "Invalid JSON on line 2"),
+        ("shape.json", '["just", "strings"]', None, "list of objects"),
+        (
+            "terms.csv",
+            "term,definition\nAF,Irregular rhythm\n",
+            LoadOptions(text_field="text"),
+            "No column named 'text'",
+        ),
+        ("headeronly.csv", "term,definition\n", None, "no rows"),
+        ("big.txt", "x" * 3000, LoadOptions(max_file_mb=0.001), "over the 0.001 MB limit"),
+        ("report.docx", b"PK\x03\x04", None, "Unsupported file type '.docx'"),
+        ("blank.md", "   \n\n ", None, "no text"),
+        ("corrupt.pdf", b"%PDF-1.4\n1 0 obj garbage\n%%EOF", None, "corrupt"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(tmp_path, name, data, options, message):
+    with pytest.raises(LoadError, match=message):
+        load_file(write(tmp_path, name, data), options)
+
+
+def test_encrypted_pdf_is_refused(tmp_path):
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.add_page(PdfReader(CORPUS / "heart_failure_guide.pdf").pages[0])
+    writer.encrypt("s3cret")
+    path = tmp_path / "locked.pdf"
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    with pytest.raises(LoadError, match="password"):
+        load_file(path)
+
+
+def test_image_only_pdf_is_refused(tmp_path):
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    path = tmp_path / "scan.pdf"
+    with open(path, "wb") as handle:
+        writer.write(handle)
+    with pytest.raises(LoadError, match="no text layer"):
+        load_file(path)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("../../etc/passwd.txt", "passwd.txt"),
+        ("..\\..\\windows\\evil.md", "evil.md"),
+        ("....", "unnamed"),
+        (".hidden.txt", "hidden.txt"),
+        ("a\x00b\nc.txt", "abc.txt"),
+        ("normal name (1).pdf", "normal name (1).pdf"),
+    ],
+)
+def test_safe_name_strips_folders_and_control_characters(raw, expected):
+    assert safe_name(raw) == expected
