@@ -15,8 +15,7 @@ from core.rag import manage
 from core.rag.loaders import safe_name
 from core.rag.retrieve import MODES
 
-NEW_INDEX = "➕ New index…"
-STATUS_ICONS = {"added": "✅", "updated": "🔄", "unchanged": "⏸️", "error": "❌", "skipped": "⚠️"}
+NEW_INDEX = "+ New index…"
 
 
 class DocumentsPage(Page):
@@ -34,11 +33,14 @@ class DocumentsPage(Page):
         show_notice(state.DOCS_NOTICE)
         infos = {i.name: i for i in manage.list_indices()}
         options = [*infos, NEW_INDEX]
-        current = st.session_state.get(state.DOCS_INDEX)
-        choice = st.selectbox("Index", options, index=options.index(current) if current in options else 0)
+        # A finished ingest or a deletion asks for another selection; apply it before the widget exists.
+        wanted = st.session_state.pop(state.DOCS_SELECT_NEXT, None)
+        if wanted in options:
+            st.session_state[state.DOCS_INDEX] = wanted
+        if st.session_state.get(state.DOCS_INDEX) not in options:
+            st.session_state[state.DOCS_INDEX] = options[0]
+        choice = st.selectbox("Index", options, key=state.DOCS_INDEX)
         name = st.text_input("New index name", placeholder="e.g. cardiology") if choice == NEW_INDEX else choice
-        if choice != NEW_INDEX:
-            st.session_state[state.DOCS_INDEX] = choice
         add, docs, search = st.tabs(["Add documents", "Documents in this index", "Search"])
         with add:
             self._add(name, infos.get(name))
@@ -101,7 +103,7 @@ class DocumentsPage(Page):
             st.session_state[state.DOCS_INGEST_JOB] = jobs.launch(
                 "core.rag.ingest", config.to_dict(), f"Ingest into {name}"
             )
-            st.session_state[state.DOCS_INDEX] = name
+            st.session_state[state.DOCS_SELECT_NEXT] = name
             st.rerun()
 
     def _ingest_progress(self, job_id: str) -> None:
@@ -110,13 +112,14 @@ class DocumentsPage(Page):
             status = jobs.status(job_id)
             job_card(status, key_prefix="documents")
             if status.items:
-                rows = [{"": STATUS_ICONS.get(i["status"], ""), "file": i["source"], "status": i["status"],
+                rows = [{"file": i["source"], "status": i["status"],
                          "pages": i["pages"], "chunks": i["chunks"], "message": i["message"] or "; ".join(i["notes"])}
                         for i in status.items]  # fmt: skip
                 st.dataframe(rows, hide_index=True, width="stretch")
             if status.finished:
                 if st.button("Done", key="documents.ingest_done"):
                     st.session_state.pop(state.DOCS_INGEST_JOB, None)
+                    st.session_state[state.DOCS_SELECT_NEXT] = status.result.get("index")
                     st.rerun(scope="app")
 
         poll()
@@ -139,12 +142,12 @@ class DocumentsPage(Page):
             source = st.selectbox("Remove a document", [f["source"] for f in info.files])
             if st.form_submit_button("Remove document", icon=":material/delete:"):
                 _act(lambda: f"Removed {source} ({manage.delete_document(info.name, source)} chunks)")
+                st.rerun()
         with right.form("delete-index"):
             sure = st.checkbox(f"Yes, delete index {info.name} and all its files")
             if st.form_submit_button("Delete index", icon=":material/delete_forever:", disabled=False):
                 if sure:
                     _act(lambda: (store.delete_index(info.name), f"Deleted index {info.name}")[1])
-                    st.session_state.pop(state.DOCS_INDEX, None)
                     st.rerun()
                 else:
                     st.warning("Tick the box to confirm.")

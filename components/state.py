@@ -3,6 +3,7 @@
 MODELS_PREPARE_JOB = "models.prepare_job"  # id of the embedded-model preparation job started from the Models page
 MODELS_NOTICE = "models.notice"  # (kind, text) shown once after an action on the Models page
 JOBS_NOTICE = "jobs.notice"
-DOCS_INDEX = "documents.index"  # the index chosen on the Documents page
+DOCS_INDEX = "documents.index"  # the index chosen on the Documents page (the selectbox's key)
+DOCS_SELECT_NEXT = "documents.select_next"  # an index to select on the next run (after an ingest)
 DOCS_INGEST_JOB = "documents.ingest_job"  # id of the ingest job the Documents page follows
 DOCS_NOTICE = "documents.notice"

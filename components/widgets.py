@@ -101,8 +101,13 @@ def hit_card(rank: int, hit, context: dict | None = None) -> None:
     if hit.bm25_rank:
         ranks.append(f"BM25 #{hit.bm25_rank} ({hit.bm25_score:.2f})")
     with st.container(border=True):
-        st.markdown(f"**[{rank}] {escape_md(hit.source)}** · {where} · chars {hit.start}–{hit.end} · "
-                    f"score {hit.score:.4f}")  # fmt: skip
+        parts = [
+            f"**[{rank}] {escape_md(hit.source)}**",
+            where,
+            f"chars {hit.start}–{hit.end}",
+            f"score {hit.score:.4f}",
+        ]
+        st.markdown(" · ".join(p for p in parts if p))
         st.caption(" · ".join(ranks) or f"cosine {hit.dense_score:.3f}")
         st.markdown(escape_md(hit.text))
         if context:

@@ -17,7 +17,7 @@ TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".json", ".jsonl", ".csv"}
 DEFAULT_MAX_FILE_MB = 50.0
 # Fields tried, in order, as a record's title (prepended to its text) when the text field is chosen automatically.
-WESTERN = ("cp1252", "latin_1", "iso8859_15")
+WESTERN_PUNCTUATION = set("°±·–—‘’“”…€£§©®µ×÷«»¿¡ ")
 TITLE_FIELDS = ("title", "term", "name", "question", "heading")
 
 
@@ -139,25 +139,28 @@ def decode_text(raw: bytes) -> tuple[str, str]:
     for bom, encoding in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
         if raw.startswith(bom):
             return raw.decode(encoding), encoding
+    sample = raw[:4096]
+    if sample.count(0) > len(sample) // 10:
+        # ASCII-range text in UTF-16 without a BOM has a zero in every other byte; other NULs mean binary data.
+        encoding = _utf16_without_bom(sample)
+        if encoding is None:
+            raise LoadError("The file looks binary, not text (is it an image or archive with a text extension?)")
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError as exc:
+            raise LoadError(f"The file looks like {encoding} but does not decode: {exc.reason}") from exc
     try:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    western = _as_western(raw)
+    if western is not None:
+        return western, "cp1252"
     from charset_normalizer import from_bytes
 
-    # NUL bytes outside UTF-16 mean binary data (an image or archive renamed to .txt).
-    sample = raw[:4096]
-    if sample.count(0) > len(sample) // 10 and not _looks_utf16(sample):
-        raise LoadError("The file looks binary, not text (is it an image or archive with a text extension?)")
-    matches = from_bytes(raw)
-    best = matches.best()
+    best = from_bytes(raw).best()
     if best is None or best.encoding is None:
         raise LoadError("The file looks binary, not text: no text encoding fits its bytes")
-    # Single-byte code pages are often equally plausible (é is 0xE9 in cp1250 and cp1252 alike); prefer the
-    # Western European one, by far the most common legacy encoding of English-language documents, when the
-    # detector finds it (almost) as coherent as its first choice.
-    western = [m for m in matches if m.encoding in WESTERN and m.chaos <= best.chaos + 0.02]
-    best = western[0] if western else best
     text = str(best)
     controls = sum(1 for ch in text[:4096] if unicodedata.category(ch) == "Cc" and ch not in "\r\n\t\f")
     if controls > len(text[:4096]) // 20:
@@ -165,10 +168,33 @@ def decode_text(raw: bytes) -> tuple[str, str]:
     return text, best.encoding
 
 
-def _looks_utf16(sample: bytes) -> bool:
-    # ASCII text in UTF-16 without a BOM has a zero in every other byte.
+def _as_western(raw: bytes) -> str | None:
+    """Decode as Windows-1252 when the result reads like Western European text, else None.
+
+    Detectors often pick another single-byte code page for short Western texts (``é`` is 0xE9 in cp1250 and
+    cp1252 alike, and one accented word can make Big5 look as likely). Western text is mostly ASCII letters with a
+    few accented ones, which tells it apart from, say, Cyrillic in cp1251, where almost every letter is non-ASCII.
+    """
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    non_ascii = [ch for ch in text if ord(ch) > 127]
+    letters = sum(ch.isalpha() for ch in text)
+    if not letters or len(non_ascii) > 0.2 * letters:
+        return None
+    if all(ch.isalpha() or ch in WESTERN_PUNCTUATION for ch in non_ascii):
+        return text
+    return None
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
     even, odd = sample[0::2], sample[1::2]
-    return even.count(0) > len(even) * 0.4 or odd.count(0) > len(odd) * 0.4
+    if odd.count(0) > len(odd) * 0.4 and even.count(0) < len(even) * 0.1:
+        return "utf-16-le"
+    if even.count(0) > len(even) * 0.4 and odd.count(0) < len(odd) * 0.1:
+        return "utf-16-be"
+    return None
 
 
 def _load_pdf(path: Path) -> LoadedFile:

@@ -36,9 +36,10 @@ def test_latin1_text_is_detected_not_assumed(tmp_path):
     assert loaded.notes == ["decoded as cp1252"]
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])
-def test_utf16_text_with_and_without_bom(tmp_path, encoding):
-    text = "Bradycardia is a heart rate below 60 beats per minute. Ménière.\n" * 20
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("accent", ["Ménière", "Meniere"])
+def test_utf16_text_with_and_without_bom(tmp_path, encoding, accent):
+    text = f"Bradycardia is a heart rate below 60 beats per minute. {accent}.\n" * 20
     loaded = load_file(write(tmp_path, f"{encoding}.txt", text.encode(encoding)))
     assert loaded.units[0].text.strip() == text.strip()
 
@@ -133,3 +134,11 @@ def test_image_only_pdf_is_refused(tmp_path):
 )
 def test_safe_name_strips_folders_and_control_characters(raw, expected):
     assert safe_name(raw) == expected
+
+
+def test_short_latin1_and_cyrillic_cp1251_are_told_apart(tmp_path):
+    short = load_file(write(tmp_path, "short.txt", "Ménière disease causes vertigo.".encode("latin-1")))
+    assert short.units[0].text == "Ménière disease causes vertigo." and short.notes == ["decoded as cp1252"]
+    russian = "Фибрилляция предсердий — это нарушение ритма сердца. " * 5
+    loaded = load_file(write(tmp_path, "ru.txt", russian.encode("cp1251")))
+    assert loaded.units[0].text.strip() == russian.strip()
