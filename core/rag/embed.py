@@ -34,18 +34,32 @@ class Embedder:
             raise EmbeddingError(f"{name} is a {entry.role} model ({entry.format}), not a sentence-transformers model")
         if entry.status != "ready" or entry.path is None:
             raise EmbeddingError(f"Embedding model {name} is not ready ({entry.status}): {entry.detail}")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter CLI output and job logs
-
         self.name = name
         self.path = Path(entry.path)
-        self.model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
-        self.dim = int(self.model.get_embedding_dimension())
-        self.max_tokens = int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
         self.fingerprint = fingerprint(self.path)
+        self._model = None  # loaded on first use: an ingest of unchanged files never needs torch
+
+    @property
+    def model(self):
+        """The sentence-transformers model (loaded on first access)."""
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter CLI output and job logs
+            self._model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input in tokens, without the [CLS] and [SEP] the model adds."""
+        return int(self.model.max_seq_length) - 2
 
     @property
     def tokenizer_file(self) -> Path:

@@ -32,6 +32,7 @@ from core.errors import WorkbenchError
 from core.fileio import atomic_write_json, read_json, read_jsonl
 
 logger = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG on its own handler
 
 FORMAT_VERSION = 1
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")

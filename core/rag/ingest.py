@@ -105,53 +105,62 @@ def ingest(config: IngestConfig, progress: Progress | None = None, embedder: Emb
     files = discover(config.paths)
     report(0.0, f"Found {len(files)} files")
     embedder = embedder or Embedder(config.embedding_model)
-    embedding = {"model": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim}
     chunking = {"chunk_tokens": config.chunk_tokens, "overlap_tokens": config.overlap_tokens}
-    if config.chunk_tokens > embedder.max_tokens:
-        raise store.RagIndexError(
-            f"chunk_tokens {config.chunk_tokens} exceeds what {embedder.name} reads ({embedder.max_tokens} tokens)"
-        )
     counter = TokenCounter(embedder.tokenizer_file)
     options = LoadOptions(text_field=config.text_field, max_file_mb=config.max_file_mb)
     with store.lock(config.index):
-        state = store.load(config.index) if store.exists(config.index) else store.new_state(
-            config.index, embedding, chunking
-        )  # fmt: skip
-        _check_compatible(state, embedding, chunking)
+        # Only the manifest is needed to skip unchanged files; the vectors and the model load when there is work.
+        manifest = store.read_manifest(config.index) if store.exists(config.index) else None
+        if manifest is not None:
+            _check_compatible(config.index, manifest, embedder, chunking)
+        known = manifest["files"] if manifest else {}
         results, pending, seen = [], [], set()
         for number, (source, path) in enumerate(files, start=1):
             t0 = time.perf_counter()
-            result, chunks, docs, record = _prepare_file(source, path, state, counter, config, options, seen)
+            result, chunks, docs, record = _prepare_file(source, path, known, counter, config, options, seen)
             timings["load_chunk_s"] += time.perf_counter() - t0
             results.append(result)
             if chunks is not None:
                 pending.append((result, chunks, docs, record))
             report(0.3 * number / max(1, len(files)), f"Read {number}/{len(files)}: {source}", item=asdict(result))
-        texts = [c.text for _, chunks, _, _ in pending for c in chunks]
-        t0 = time.perf_counter()
-        all_vectors = embedder.encode_batches(texts, config.batch_size, report, span=(0.3, 0.9))
-        timings["embed_s"] = time.perf_counter() - t0
-        removed = added = offset = 0
-        t0 = time.perf_counter()
-        for result, chunks, docs, record in pending:
-            removed += store.remove_source(state, result.source)
-            store.add(state, [c.to_dict() for c in chunks], all_vectors[offset : offset + len(chunks)], docs)
-            state.manifest["files"][result.source] = record
-            offset += len(chunks)
-            added += len(chunks)
+        removed = added = 0
+        totals = (sum(r["chunks"] for r in known.values()), len(known), manifest["generation"] if manifest else 0)
         if pending:
+            if config.chunk_tokens > embedder.max_tokens:
+                raise store.RagIndexError(
+                    f"chunk_tokens {config.chunk_tokens} exceeds what {embedder.name} reads "
+                    f"({embedder.max_tokens} tokens)"
+                )
+            texts = [c.text for _, chunks, _, _ in pending for c in chunks]
+            t0 = time.perf_counter()
+            vectors = embedder.encode_batches(texts, config.batch_size, report, span=(0.3, 0.9))  # (N, dim)
+            timings["embed_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            if manifest is not None:
+                state = store.load(config.index)
+            else:
+                embedding = {"model": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim}
+                state = store.new_state(config.index, embedding, chunking)
+            offset = 0
+            for result, chunks, docs, record in pending:
+                removed += store.remove_source(state, result.source)
+                store.add(state, [c.to_dict() for c in chunks], vectors[offset : offset + len(chunks)], docs)
+                state.manifest["files"][result.source] = record
+                offset += len(chunks)
+                added += len(chunks)
             report(0.92, "Writing index (FAISS, BM25, metadata)")
             state = store.commit(state)
-        timings["write_s"] = time.perf_counter() - t0
+            timings["write_s"] = time.perf_counter() - t0
+            totals = (len(state.chunks), len(state.manifest["files"]), state.generation)
     timings = {k: round(v, 3) for k, v in timings.items()}
     out = IngestReport(
         index=config.index,
         files=results,
         chunks_added=added,
         chunks_removed=removed,
-        total_chunks=len(state.chunks),
-        total_files=len(state.manifest["files"]),
-        generation=state.generation,
+        total_chunks=totals[0],
+        total_files=totals[1],
+        generation=totals[2],
         seconds=round(time.perf_counter() - started, 3),
         timings=timings,
     )
@@ -159,7 +168,7 @@ def ingest(config: IngestConfig, progress: Progress | None = None, embedder: Emb
     return out
 
 
-def _prepare_file(source, path, state, counter, config, options, seen):
+def _prepare_file(source, path, known, counter, config, options, seen):
     """Return (result, chunks or None, docs, manifest record) for one file; never raises for bad input."""
     if source in seen:
         return FileResult(source, str(path), "error", message="Another file in this batch has the same name"), *(
@@ -179,7 +188,7 @@ def _prepare_file(source, path, state, counter, config, options, seen):
         return FileResult(source, str(path), "error", message=f"Cannot read the file: {exc}"), None, None, None
     sha = hashlib.sha256(raw).hexdigest()
     load_opts = {"text_field": config.text_field}
-    previous = state.manifest["files"].get(source)
+    previous = known.get(source)
     if previous and previous["sha256"] == sha and previous.get("options") == load_opts:
         result = FileResult(source, str(path), "unchanged", previous["pages"], previous["chunks"], "Unchanged")
         return result, None, None, None
@@ -207,17 +216,18 @@ def _prepare_file(source, path, state, counter, config, options, seen):
     return result, chunks, docs, record
 
 
-def _check_compatible(state: store.IndexState, embedding: dict, chunking: dict) -> None:
-    have = state.manifest["embedding"]
+def _check_compatible(name: str, manifest: dict, embedder: Embedder, chunking: dict) -> None:
+    have = manifest["embedding"]
+    embedding = {"model": embedder.name, "fingerprint": embedder.fingerprint}
     if (have["model"], have["fingerprint"]) != (embedding["model"], embedding["fingerprint"]):
         raise store.RagIndexError(
-            f"Index {state.name} was built with embedding model {have['model']} ({have['fingerprint']}); "
+            f"Index {name} was built with embedding model {have['model']} ({have['fingerprint']}); "
             f"{embedding['model']} ({embedding['fingerprint']}) was asked for. Vectors from different models cannot "
-            f"be mixed: re-index required (`workbench index reindex {state.name} --embedding-model ...`)."
+            f"be mixed: re-index required (`workbench index reindex {name} --embedding-model ...`)."
         )
-    if state.manifest["chunking"] != chunking:
+    if manifest["chunking"] != chunking:
         raise store.RagIndexError(
-            f"Index {state.name} uses chunking {state.manifest['chunking']}, not {chunking}: re-index required "
+            f"Index {name} uses chunking {manifest['chunking']}, not {chunking}: re-index required "
             "to change chunk sizes, or ingest with the index's settings."
         )
 
