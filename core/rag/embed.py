@@ -95,13 +95,17 @@ class Embedder:
         Returns:
             float32 array of shape (len(texts), dim).
         """
-        blocks = []
+        # Batches of similar length carry less padding: sort once over all texts (as a single encode() call
+        # does), embed in that order for progress reports, then put the rows back in the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), batch_size):
-            blocks.append(self.encode(texts[start : start + batch_size], batch_size))
+            rows = order[start : start + batch_size]
+            out[rows] = self.encode([texts[i] for i in rows], batch_size)
             done = min(len(texts), start + batch_size)
             if report:
                 report(span[0] + (span[1] - span[0]) * done / len(texts), f"Embedded {done}/{len(texts)} chunks")
-        return np.concatenate(blocks) if blocks else np.zeros((0, self.dim), dtype=np.float32)
+        return out
 
 
 def fingerprint(folder: Path) -> str:

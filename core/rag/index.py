@@ -70,6 +70,7 @@ class IndexState:
     docs: list[dict]
     bm25: object | None  # bm25s.BM25, None when the index is empty
     _pos_of: dict[int, int] = field(default_factory=dict, repr=False)
+    _matrix: tuple | None = field(default=None, repr=False)  # (vectors view (N, dim), FAISS ids (N,))
 
     def position(self, vid: int) -> int:
         """Return the position in ``chunks`` (= BM25 document id) of the chunk with FAISS id ``vid``."""
@@ -77,6 +78,27 @@ class IndexState:
         if len(self._pos_of) != len(self.chunks):
             self._pos_of = {c["vid"]: i for i, c in enumerate(self.chunks)}
         return self._pos_of[vid]
+
+    def dense_search(self, query_vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-``n`` inner-product search: (scores, FAISS ids), best first.
+
+        FAISS scans a flat index with one thread for a single query; a matrix-vector product over a zero-copy
+        view of the same vectors uses the BLAS threads and returns identical results about three times faster.
+        """
+        import faiss
+
+        if self._matrix is None or len(self._matrix[1]) != self.vectors.ntotal:
+            flat = faiss.downcast_index(self.vectors.index)
+            view = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
+            self._matrix = (view, faiss.vector_to_array(self.vectors.id_map))
+        view, ids = self._matrix
+        n = min(n, len(ids))
+        if n == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        scores = view @ query_vector  # (N,)
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return scores[top], ids[top]
 
     @property
     def generation(self) -> int:

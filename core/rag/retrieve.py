@@ -69,15 +69,14 @@ def retrieve(
     qv = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)  # (1, dim)
     dense: dict[int, tuple[int, float]] = {}  # position -> (rank, cosine)
     if mode in ("hybrid", "dense"):
-        scores, ids = state.vectors.search(qv, n)
-        for rank, (vid, score) in enumerate(zip(ids[0], scores[0], strict=True), start=1):
-            if vid >= 0:
-                dense[state.position(int(vid))] = (rank, float(score))
+        scores, ids = state.dense_search(qv[0], n)
+        for rank, (vid, score) in enumerate(zip(ids, scores, strict=True), start=1):
+            dense[state.position(int(vid))] = (rank, float(score))
     sparse: dict[int, tuple[int, float]] = {}
     if mode in ("hybrid", "bm25") and state.bm25 is not None:
         tokens = bm25_tokens([query])
         if tokens[0]:
-            docs, scores = state.bm25.retrieve(tokens, k=n, show_progress=False, n_threads=1)
+            docs, scores = state.bm25.retrieve(tokens, k=n, show_progress=False, n_threads=0)  # 0: no thread pool per query
             rank = 0
             for pos, score in zip(docs[0], scores[0], strict=True):
                 if score > 0:
