@@ -76,7 +76,8 @@ def retrieve(
     if mode in ("hybrid", "bm25") and state.bm25 is not None:
         tokens = bm25_tokens([query])
         if tokens[0]:
-            docs, scores = state.bm25.retrieve(tokens, k=n, show_progress=False, n_threads=0)  # 0: no thread pool per query
+            # n_threads=0 scores in this thread; any other value starts a thread pool on every query.
+            docs, scores = state.bm25.retrieve(tokens, k=n, show_progress=False, n_threads=0)
             rank = 0
             for pos, score in zip(docs[0], scores[0], strict=True):
                 if score > 0:
