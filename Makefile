@@ -6,8 +6,13 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8501
 PYTEST_ARGS ?=
-# The install is redone only when requirements.txt or pyproject.toml change.
-REQ_HASH := $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+# llama.cpp is compiled for a portable AVX2 baseline instead of -march=native: on CPUs with AMX (recent Xeons,
+# these machines among them) the native build crashes in batched prompt evaluation. --no-cache-dir makes pip
+# build it with these flags instead of reusing a wheel cached from a native build.
+LLAMA_CPP := $(shell grep -E '^llama-cpp-python==' requirements.txt)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+# The install is redone only when requirements.txt, pyproject.toml or the llama.cpp build flags change.
+REQ_HASH := $(shell (cat requirements.txt pyproject.toml; echo '$(LLAMA_CMAKE_ARGS)') | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
 # Never reach a model hub at run time: every model is local.
@@ -32,6 +37,8 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --disable-pip-version-check --no-cache-dir \
+	  --no-deps --force-reinstall "$(LLAMA_CPP)"
 	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*

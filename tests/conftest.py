@@ -32,3 +32,12 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs CUDA")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """One real MiniLM embedder for the whole session (loading it takes a few seconds)."""
+    os.environ["WORKBENCH_EMBEDDED_DIR"] = str(EMBEDDED_DIR)
+    from core.rag.embed import Embedder
+
+    return Embedder("all-minilm-l6-v2")

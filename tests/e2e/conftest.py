@@ -23,8 +23,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    home = tmp_path_factory.mktemp("e2e-home")
+def app_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e-home")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_home):
+    home = app_home
     port = _free_port()
     env = {**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_EMBEDDED_DIR": str(EMBEDDED_DIR)}
     log = open(home / "streamlit.log", "wb")

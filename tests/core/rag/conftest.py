@@ -1,8 +1,6 @@
-"""RAG fixtures: one real MiniLM embedder per session, a tiny three-document corpus."""
+"""RAG fixtures: a tiny three-document corpus."""
 
 import pytest
-
-from core.rag.embed import Embedder
 
 DOCS = {
     "flutter.md": (
@@ -19,11 +17,6 @@ DOCS = {
         "widened QRS complex."
     ),
 }
-
-
-@pytest.fixture(scope="session")
-def embedder():
-    return Embedder("all-minilm-l6-v2")
 
 
 @pytest.fixture
