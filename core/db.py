@@ -27,6 +27,49 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "m002_safety_audit",
+        """
+        CREATE TABLE safety_audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            rule_ids TEXT NOT NULL,
+            action TEXT NOT NULL,
+            content_sha256 TEXT NOT NULL,
+            text_len INTEGER NOT NULL
+        );
+        CREATE TABLE safety_rule_state (
+            rule_id TEXT PRIMARY KEY,
+            enabled INTEGER NOT NULL,
+            changed_at TEXT NOT NULL
+        );
+        """,
+    ),
+    (
+        "m003_conversations",
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            title TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            settings TEXT NOT NULL
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            sources TEXT NOT NULL DEFAULT '[]',
+            citations TEXT NOT NULL DEFAULT '[]',
+            safety TEXT NOT NULL DEFAULT 'null',
+            meta TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
+        """,
+    ),
 ]
 
 

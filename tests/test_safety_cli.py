@@ -1,0 +1,77 @@
+"""`workbench safety ...` as scripts use it: JSON verdicts, one line per input line, eval fields, toggles."""
+
+import json
+import subprocess
+import sys
+
+from core.cli import main
+
+CLI = [sys.executable, "-m", "core.cli", "safety"]
+
+
+def run(*args):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_check_text_json_gives_the_verdict():
+    out = run("check", "I think I'm having a heart attack", "--json")
+    assert out.returncode == 0, out.stderr
+    verdict = json.loads(out.stdout)
+    assert verdict["action"] == "emergency" and verdict["banner"]
+    assert verdict["rules"][0]["id"] == "emergency.cardiac"
+    assert {"action", "rules", "redacted", "audit_id"} <= set(verdict)
+
+
+def test_check_file_prints_one_json_verdict_per_line_in_order(tmp_path):
+    lines = [
+        "no chest pain and no shortness of breath",
+        "",
+        "Should I stop my metoprolol?",
+        "ring 555-0147",
+        "i want to die",
+    ]
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = run("check", "--file", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    verdicts = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [v["action"] for v in verdicts] == ["allow", "allow", "block", "allow", "emergency"]
+    assert verdicts[3]["redacted"] == "ring [PHONE]"
+
+
+def test_check_output_stage_and_argument_errors(capsys):
+    assert main(["safety", "check", "You should take 2 tablets every 4 hours.", "--stage", "output", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["action"] == "block" and verdict["disclaimer"]
+    assert main(["safety", "check", "--json"]) == 2
+    assert "either a TEXT" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_eval_json_reports_the_metrics_and_exits_zero_when_targets_are_met():
+    out = run("eval", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    for key in ("emergency_recall", "personal_advice_recall", "false_block_rate", "confusion", "per_tag", "misses"):
+        assert key in report
+    assert report["n"] == 288 and report["targets_met"] is True
+    holdout = json.loads(run("eval", "--set", "data/eval/safety_holdout.jsonl", "--json").stdout)
+    assert holdout["set_path"].endswith("safety_holdout.jsonl") and holdout["n"] >= 60
+
+
+def test_rules_toggles_and_audit(capsys):
+    assert main(["safety", "rules", "--json"]) == 0
+    rules = json.loads(capsys.readouterr().out)
+    assert {r["id"]: r["enabled"] for r in rules}["pii.phone"] is True
+    assert main(["safety", "disable", "pii.phone"]) == 0
+    assert main(["safety", "check", "call 555-0147", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["safety", "rules", "--category", "pii", "--json"]) == 0
+    assert {r["id"]: r["enabled"] for r in json.loads(capsys.readouterr().out)}["pii.phone"] is False
+    assert main(["safety", "enable", "pii.phone"]) == 0
+    assert capsys.readouterr().out == "pii.phone: enabled\n"
+    assert main(["safety", "disable", "no.such.rule", "--json"]) == 2
+    assert "No safety rule with id 'no.such.rule'" in json.loads(capsys.readouterr().out)["error"]
+    assert main(["safety", "audit", "--limit", "5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["action"] == "allow" and rows[0]["text_len"] == len("call 555-0147")
+    assert "555" not in json.dumps(rows)
