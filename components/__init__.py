@@ -1,7 +1,9 @@
-"""Streamlit pages (UI only). PAGES is the single ordered list the sidebar is built from."""
+"""Streamlit pages (UI only). PAGES is the ordered list the sidebar is built from; the first is the landing page."""
 
+from components.chat_page import ChatPage
 from components.documents_page import DocumentsPage
 from components.jobs_page import JobsPage
 from components.models_page import ModelsPage
+from components.safety_page import SafetyPage
 
-PAGES = [DocumentsPage(), ModelsPage(), JobsPage()]
+PAGES = [ChatPage(), DocumentsPage(), SafetyPage(), ModelsPage(), JobsPage()]

@@ -2,16 +2,25 @@
 
 import streamlit as st
 
+from core.llm.backends import load_generator
 from core.rag import index as store
 from core.rag.embed import Embedder
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the embedding model…")
 def embedder(name: str) -> Embedder:
-    return Embedder(name)
+    loaded = Embedder(name)
+    loaded.encode(["warm-up"])  # load the weights now, not inside the first question's retrieval time
+    return loaded
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the index…")
 def index_state(name: str, generation: int) -> store.IndexState:
     # Keyed by generation: after an ingest commits a new generation the next call loads it, the old entry ages out.
     return store.load(name)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the chat model…")
+def generator(name: str):
+    # Shared by every session; the generator's own lock serialises generation across browser tabs.
+    return load_generator(name)

@@ -7,3 +7,5 @@ DOCS_INDEX = "documents.index"  # the index chosen on the Documents page (the se
 DOCS_SELECT_NEXT = "documents.select_next"  # an index to select on the next run (after an ingest)
 DOCS_INGEST_JOB = "documents.ingest_job"  # id of the ingest job the Documents page follows
 DOCS_NOTICE = "documents.notice"
+CHAT_CONVERSATION = "chat.conversation"  # the open conversation's id (the selectbox's key)
+CHAT_NEXT = "chat.next"  # a conversation to open on the next run (after "New")

@@ -7,11 +7,13 @@ import sys
 from dataclasses import asdict
 
 from core import jobs
+from core.chat import commands as chat_commands
 from core.cliutil import add_command, emit, out
 from core.errors import WorkbenchError
 from core.models import embedded, registry
 from core.models.formats import ROLES
 from core.rag import commands as rag_commands
+from core.safety import commands as safety_commands
 
 
 def _model_line(entry: registry.ModelEntry) -> str:
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
 
     rag_commands.add_commands(groups)
+    chat_commands.add_commands(groups)
+    safety_commands.add_commands(groups)
     return parser
 
 

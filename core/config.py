@@ -67,3 +67,33 @@ class IngestConfig(_Config):
             raise ConfigError("overlap_tokens must be at least 0 and at most half of chunk_tokens")
         if self.max_file_mb <= 0 or self.batch_size <= 0:
             raise ConfigError("max_file_mb and batch_size must be positive")
+
+
+@dataclass(frozen=True)
+class ChatConfig(_Config):
+    """Settings of one conversation."""
+
+    # Chosen by benchmarks/chat.py on the demo set: Gemma 3 270M base through a completion prompt answered more
+    # accurately than SmolLM2-135M-Instruct through its chat template.
+    model: str = _help("Registry name of the chat model (GGUF via llama.cpp, or a transformers folder)",
+                       default="gemma3-270m-gguf")  # fmt: skip
+    index: str | None = _help("RAG index to ground answers in; none gives an ungrounded plain chat", default="demo")
+    top_k: int = _help("Passages retrieved and shown to the model as [S1]..[Sk]", default=5)
+    temperature: float = _help("Sampling temperature; 0 is greedy (reproducible)", default=0.0)
+    max_new_tokens: int = _help("Longest reply, in tokens", default=192)
+    min_relevance: float = _help(
+        "Least cosine similarity of the best passage for the corpus to count as covering the question", default=0.3
+    )
+    adapter: str | None = _help("LoRA adapter folder for a transformers model (from a fine-tuning run)", default=None)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("Choose a chat model")
+        if self.index is not None and not INDEX_NAME.match(self.index):
+            raise ConfigError(f"Invalid index name {self.index!r}")
+        if not 1 <= self.top_k <= 20:
+            raise ConfigError("top_k must be between 1 and 20")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError("temperature must be between 0 and 2")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise ConfigError("max_new_tokens must be between 1 and 4096")

@@ -1,0 +1,237 @@
+"""ChatPage: cited chat over an index, streamed, with checked citations, source cards and safety verdicts."""
+
+import json
+
+import streamlit as st
+
+from components import resources, state
+from components.base import Page
+from components.widgets import escape_md
+from core.chat import store as chats
+from core.chat.answer import answer_stream
+from core.config import ChatConfig, ConfigError
+from core.errors import WorkbenchError
+from core.models import registry
+from core.rag import index as rag_index
+
+UNGROUNDED = "(none: plain chat, not grounded)"
+
+
+class ChatPage(Page):
+    title = "Chat"
+    icon = ":material/forum:"
+    url_path = "chat"
+
+    def render(self) -> None:
+        st.title("Chat")
+        conversation = self._conversation_bar()
+        config = self._settings(conversation)
+        if config.index is None:
+            st.warning("Plain chat: answers are **not grounded** in any documents and carry no citations.")
+        for message in chats.list_messages(conversation.id):
+            self._show_message(message, config)
+        question = st.chat_input("Ask about the documents…", key="chat.input")
+        if question is not None:
+            self._turn(conversation, config, question)
+
+    def _conversation_bar(self) -> chats.Conversation:
+        conversations = chats.list_conversations()
+        if not conversations:
+            conversations = [chats.create_conversation(settings=ChatConfig().to_dict())]
+        ids = [c.id for c in conversations]
+        wanted = st.session_state.pop(state.CHAT_NEXT, None)  # set by "New" before the rerun
+        if wanted in ids:
+            st.session_state[state.CHAT_CONVERSATION] = wanted
+        if st.session_state.get(state.CHAT_CONVERSATION) not in ids:
+            st.session_state[state.CHAT_CONVERSATION] = ids[0]
+        titles = {c.id: c.title for c in conversations}
+        left, new, more = st.columns([6, 1, 1], vertical_alignment="bottom")
+        current = left.selectbox("Conversation", ids, format_func=titles.get, key=state.CHAT_CONVERSATION)
+        if new.button("New", icon=":material/add:", help="Start a new conversation"):
+            previous = chats.get_conversation(current).settings
+            st.session_state[state.CHAT_NEXT] = chats.create_conversation(settings=previous).id
+            st.rerun()
+        conversation = chats.get_conversation(current)
+        with more.popover("More", icon=":material/more_horiz:"):
+            title = st.text_input("Title", conversation.title, key=f"chat.title.{conversation.id}")
+            if st.button("Rename", key="chat.rename") and title.strip() != conversation.title:
+                try:
+                    chats.rename_conversation(conversation.id, title)
+                except WorkbenchError as exc:
+                    st.error(str(exc))
+                else:
+                    st.rerun()
+            st.download_button("Export Markdown", chats.export_markdown(conversation.id),
+                               file_name=f"chat-{conversation.id}.md", mime="text/markdown")  # fmt: skip
+            exported = json.dumps(chats.export_json(conversation.id), indent=2, ensure_ascii=False)
+            st.download_button(
+                "Export JSON", exported, file_name=f"chat-{conversation.id}.json", mime="application/json"
+            )
+            if st.button("Delete conversation", icon=":material/delete:", key="chat.delete"):
+                chats.delete_conversation(conversation.id)
+                st.rerun()
+        return conversation
+
+    def _settings(self, conversation: chats.Conversation) -> ChatConfig:
+        saved = {**ChatConfig().to_dict(), **conversation.settings}
+        models = [
+            m.name for m in registry.list_models() if m.role in ("chat", "finetune_base") and m.status == "ready"
+        ]
+        indices = [*rag_index.list_names(), UNGROUNDED]
+        h = ChatConfig.help
+        with st.expander("Settings: " + f"{saved['model']} · {saved['index'] or 'no index'} · top-{saved['top_k']}"):
+            cols = st.columns(2)
+            model = cols[0].selectbox("Model", models, index=models.index(saved["model"]) if saved["model"] in models
+                                      else 0, help=h("model"), key=f"chat.model.{conversation.id}")  # fmt: skip
+            chosen = saved["index"] if saved["index"] in indices else (indices[0] if saved["index"] else UNGROUNDED)
+            index = cols[1].selectbox("Index", indices, index=indices.index(chosen), help=h("index"),
+                                      key=f"chat.index.{conversation.id}")  # fmt: skip
+            cols = st.columns(3)
+            top_k = cols[0].slider(
+                "Top k", 1, 10, int(saved["top_k"]), help=h("top_k"), key=f"chat.k.{conversation.id}"
+            )
+            temperature = cols[1].slider("Temperature", 0.0, 1.5, float(saved["temperature"]), 0.05,
+                                         help=h("temperature"), key=f"chat.t.{conversation.id}")  # fmt: skip
+            max_new = cols[2].number_input("Max new tokens", 16, 1024, int(saved["max_new_tokens"]), 16,
+                                           help=h("max_new_tokens"), key=f"chat.n.{conversation.id}")  # fmt: skip
+        try:
+            config = ChatConfig(model=model or saved["model"], index=None if index == UNGROUNDED else index,
+                                top_k=top_k, temperature=temperature, max_new_tokens=int(max_new),
+                                min_relevance=saved["min_relevance"])  # fmt: skip
+        except ConfigError as exc:
+            st.error(str(exc))
+            st.stop()
+        if config.to_dict() != conversation.settings:
+            chats.update_settings(conversation.id, config.to_dict())
+        return config
+
+    def _turn(self, conversation: chats.Conversation, config: ChatConfig, question: str) -> None:
+        with st.chat_message("user"):
+            st.markdown(escape_md(question[:2000]) + ("…" if len(question) > 2000 else ""))
+        try:
+            generator = resources.generator(config.model)
+            embedder = index = None
+            if config.index is not None:
+                manifest = rag_index.read_manifest(config.index)
+                index = resources.index_state(config.index, manifest["generation"])
+                embedder = resources.embedder(manifest["embedding"]["model"])
+        except WorkbenchError as exc:
+            st.error(f"{exc} — the conversation is kept; choose another model or index in Settings.")
+            return
+        chats.add_message(conversation.id, "user", question)
+        final, pieces = None, []
+        with st.chat_message("assistant"):
+            st.button(
+                "Stop",
+                icon=":material/stop_circle:",
+                key="chat.stop",
+                help="Stop generating; the partial answer is kept",
+            )
+            box = st.empty()
+            try:
+                for event in answer_stream(question, config, generator, embedder, index):
+                    if event["type"] == "input_safety" and event["verdict"].get("banner"):
+                        st.error(event["verdict"]["banner"], icon=":material/emergency:")
+                    elif event["type"] == "token":
+                        pieces.append(event["text"])
+                        box.markdown(escape_md("".join(pieces)) + " ▌")
+                    elif event["type"] == "final":
+                        final = event["answer"]
+            except WorkbenchError as exc:
+                st.error(str(exc))
+                chats.add_message(conversation.id, "assistant", f"Error: {exc}", meta={"error": True})
+                return
+            finally:
+                if final is None and pieces:  # stopped by the user (a rerun interrupts this loop)
+                    chats.add_message(conversation.id, "assistant", "".join(pieces).strip() + " [stopped]",
+                                      meta={"stopped": True, "model": config.model})  # fmt: skip
+        if final is not None:
+            record = final.to_dict()
+            keep = ("timings", "model", "index", "grounded", "covered", "blocked", "unsupported_sentences",
+                    "dropped_labels")  # fmt: skip
+            meta = {k: record[k] for k in keep}
+            chats.add_message(conversation.id, "assistant", final.answer, sources=final.sources,
+                              citations=final.citations, safety=final.safety, meta=meta)  # fmt: skip
+        st.rerun()
+
+    def _show_message(self, message: chats.Message, config: ChatConfig) -> None:
+        with st.chat_message(message.role):
+            safety = message.safety or {}
+            banner = (safety.get("input") or {}).get("banner")
+            if banner:
+                st.error(banner, icon=":material/emergency:")
+            st.markdown(escape_md(message.content))
+            if message.role != "assistant":
+                return
+            meta = message.meta
+            if meta.get("unsupported_sentences"):
+                st.warning(
+                    "Not supported by any source: " + " · ".join(f"“{s}”" for s in meta["unsupported_sentences"])
+                )
+            if meta.get("dropped_labels"):
+                st.caption(f"Removed citation labels that matched no source: {', '.join(meta['dropped_labels'])}")
+            for note in (safety.get("output") or {}).get("messages") or []:
+                st.info(note)
+            if message.sources:
+                self._source_cards(message, meta.get("index"))
+            timings = meta.get("timings") or {}
+            if timings:
+                parts = [meta.get("model", "")]
+                if "retrieval_ms" in timings:
+                    parts.append(f"retrieval {timings['retrieval_ms']:.0f} ms")
+                if "ttft_ms" in timings:
+                    parts.append(f"first token {timings['ttft_ms'] / 1000:.1f} s")
+                if timings.get("tokens_per_s"):
+                    parts.append(f"{timings['tokens_per_s']:.0f} tokens/s")
+                st.caption(" · ".join(p for p in parts if p))
+            disclaimer = (safety.get("output") or {}).get("disclaimer")
+            if disclaimer:
+                st.caption(disclaimer)
+
+    def _source_cards(self, message: chats.Message, index_name: str | None) -> None:
+        cited = {}
+        for citation in message.citations:
+            cited.setdefault(citation["label"], []).append(citation)
+        with st.expander(f"Sources ({len(message.sources)}, {len(cited)} cited)", expanded=True):
+            for source in message.sources:
+                citations = cited.get(source["label"], [])
+                where = f"page {source['page']}" if source.get("page") else (
+                    f"record {source['record']}" if source.get("record") else "")  # fmt: skip
+                how = ""
+                if citations:
+                    best = max(citations, key=lambda c: c["support"])
+                    kind = "attributed" if all(c["attributed"] for c in citations) else "cited"
+                    how = f" · {kind}, support {best['support']:.2f}"
+                with st.container(border=True, key=f"source-{message.id}-{source['label']}"):
+                    parts = [f"**[{source['label']}] {escape_md(source['source'])}**", where,
+                             f"score {source['score']:.3f}{how}"]  # fmt: skip
+                    st.markdown(" · ".join(p for p in parts if p))
+                    text = source["text"]
+                    if citations:
+                        best = max(citations, key=lambda c: c["support"])
+                        a, b = best["span_start"], best["span_end"]
+                        st.markdown(escape_md(text[:a]) + " :orange-background[" + escape_md(text[a:b]) + "] "
+                                    + escape_md(text[b:]))  # fmt: skip
+                    else:
+                        st.caption(escape_md(text))
+                    if index_name and st.toggle("Open in context", key=f"ctx-{message.id}-{source['label']}"):
+                        self._context(index_name, source)
+
+    def _context(self, index_name: str, source: dict) -> None:
+        try:
+            manifest = rag_index.read_manifest(index_name)
+            state_ = resources.index_state(index_name, manifest["generation"])
+        except WorkbenchError as exc:
+            st.caption(f"Context unavailable: {exc}")
+            return
+        for doc in state_.docs:
+            if (doc["source"], doc.get("page"), doc.get("record")) == (
+                source["source"],
+                source.get("page"),
+                source.get("record"),
+            ):
+                text, a, b = doc["text"], source["start"], source["end"]
+                st.markdown(escape_md(text[max(0, a - 2000) : a]) + " :blue-background[" + escape_md(text[a:b]) + "] "
+                            + escape_md(text[b : b + 2000]))  # fmt: skip
+                return
+        st.caption("This passage is no longer in the index (the document was changed or removed).")

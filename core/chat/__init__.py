@@ -1,0 +1,1 @@
+"""Cited chat: conversation persistence (SQLite) and transcript export."""

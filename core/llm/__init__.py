@@ -1,0 +1,1 @@
+"""Generation backends (llama.cpp, transformers) behind one small interface."""
