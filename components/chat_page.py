@@ -94,10 +94,12 @@ class ChatPage(Page):
                                          help=h("temperature"), key=f"chat.t.{conversation.id}")  # fmt: skip
             max_new = cols[2].number_input("Max new tokens", 16, 1024, int(saved["max_new_tokens"]), 16,
                                            help=h("max_new_tokens"), key=f"chat.n.{conversation.id}")  # fmt: skip
+            adapter = st.text_input("LoRA adapter folder (transformers models only)", saved.get("adapter") or "",
+                                    help=h("adapter"), key=f"chat.adapter.{conversation.id}")  # fmt: skip
         try:
             config = ChatConfig(model=model or saved["model"], index=None if index == UNGROUNDED else index,
                                 top_k=top_k, temperature=temperature, max_new_tokens=int(max_new),
-                                min_relevance=saved["min_relevance"])  # fmt: skip
+                                min_relevance=saved["min_relevance"], adapter=adapter.strip() or None)  # fmt: skip
         except ConfigError as exc:
             st.error(str(exc))
             st.stop()
@@ -109,7 +111,7 @@ class ChatPage(Page):
         with st.chat_message("user"):
             st.markdown(escape_md(question[:2000]) + ("…" if len(question) > 2000 else ""))
         try:
-            generator = resources.generator(config.model)
+            generator = resources.generator(config.model, config.adapter)
             embedder = index = None
             if config.index is not None:
                 manifest = rag_index.read_manifest(config.index)
@@ -129,7 +131,8 @@ class ChatPage(Page):
             )
             box = st.empty()
             try:
-                for event in answer_stream(question, config, generator, embedder, index):
+                rules = resources.safety_rules()
+                for event in answer_stream(question, config, generator, embedder, index, rules=rules):
                     if event["type"] == "input_safety" and event["verdict"].get("banner"):
                         st.error(event["verdict"]["banner"], icon=":material/emergency:")
                     elif event["type"] == "token":

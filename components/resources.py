@@ -1,10 +1,13 @@
 """The only @st.cache_resource factories: heavy objects loaded once per process and never mutated."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.llm.backends import load_generator
 from core.rag import index as store
 from core.rag.embed import Embedder
+from core.safety import RuleStore
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the embedding model…")
@@ -21,6 +24,12 @@ def index_state(name: str, generation: int) -> store.IndexState:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the chat model…")
-def generator(name: str):
+def generator(name: str, adapter: str | None = None):
     # Shared by every session; the generator's own lock serialises generation across browser tabs.
-    return load_generator(name)
+    return load_generator(name, adapter=Path(adapter) if adapter else None)
+
+
+@st.cache_resource(max_entries=1)
+def safety_rules() -> RuleStore:
+    # Reloads the rule files only when they change on disk; the Safety page's toggles apply at once.
+    return RuleStore()

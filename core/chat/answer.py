@@ -14,7 +14,7 @@ from core.config import ChatConfig
 from core.errors import WorkbenchError
 from core.llm.backends import GenerationConfig
 from core.rag.retrieve import retrieve
-from core.safety import screen_input, screen_output
+from core.safety import RuleStore, screen_input, screen_output
 
 MAX_QUESTION_CHARS = 8000
 NOT_COVERED = (
@@ -78,7 +78,9 @@ def build_prompt(generator, question: str, sources: list[dict]) -> tuple[str, tu
             ]
         else:
             messages = [{"role": "system", "content": PLAIN_SYSTEM_PROMPT}, {"role": "user", "content": question}]
-        return generator.render(messages), ()
+        prompt = generator.render(messages)
+        # Gemma-style templates end turns with <end_of_turn>; stop there even if the runtime does not know it.
+        return prompt, ("<end_of_turn>",) if "<end_of_turn>" in prompt else ()
     # A base model continues text: show it the sources and an "Answer:" to complete, and stop at the next turn.
     header = f"Use the sources to answer the question.\n\n{numbered}\n\n" if sources else ""
     return f"{header}Question: {question}\nAnswer:", COMPLETION_STOPS
@@ -91,6 +93,7 @@ def answer_stream(
     embedder=None,
     index_state=None,
     should_stop: Callable[[], bool] = bool,
+    rules: RuleStore | None = None,
 ) -> Iterator[dict]:
     """Run one turn, yielding events: ``input_safety``, ``sources``, ``token`` (text pieces), then ``final``.
 
@@ -101,6 +104,7 @@ def answer_stream(
         embedder: The index's embedding model (needed when ``config.index`` is set).
         index_state: The loaded index (needed when ``config.index`` is set).
         should_stop: Polled while generating; True stops early (the partial answer is kept).
+        rules: A long-lived rule store (reloads only when a rule file changes); a fresh one when omitted.
 
     Yields:
         Event dicts; the last has ``type == "final"`` and ``answer`` (an :class:`Answer`).
@@ -115,7 +119,8 @@ def answer_stream(
     if len(question) > MAX_QUESTION_CHARS:
         raise ChatError(f"The question is {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}.")
     result = Answer(answer="", model=generator.name, index=config.index, grounded=config.index is not None)
-    verdict = screen_input(question)
+    ruleset = (rules or RuleStore()).current()
+    verdict = screen_input(question, ruleset)
     result.safety["input"] = verdict.to_dict()
     yield {"type": "input_safety", "verdict": result.safety["input"]}
     if verdict.action == "block":
@@ -137,7 +142,7 @@ def answer_stream(
             return
         # Retrieved text is screened too: a passage carrying injected instructions is cleaned before the model
         # reads it (its rule hits are reported in the output verdict).
-        passages = screen_output("", {"passages": [h.text for h in hits]}, log=False)
+        passages = screen_output("", {"passages": [h.text for h in hits]}, ruleset, log=False)
         cleaned = list(passages.redacted_passages) or [h.text for h in hits]
         for n, (hit, text) in enumerate(zip(hits, cleaned, strict=True), start=1):
             sources.append({"label": f"S{n}", "chunk_id": hit.chunk_id, "source": hit.source, "page": hit.page,
@@ -177,7 +182,7 @@ def answer_stream(
         result.unsupported_sentences = checked.unsupported_sentences
         result.dropped_labels = checked.dropped_labels
     context = {"passages": [s["text"] for s in sources], "unsupported_sentences": result.unsupported_sentences}
-    out_verdict = screen_output(text, context)
+    out_verdict = screen_output(text, context, ruleset)
     result.safety["output"] = out_verdict.to_dict()
     if out_verdict.action == "block":
         result.answer, result.blocked = " ".join(out_verdict.messages), True
@@ -214,14 +219,14 @@ class _RepetitionGuard:
             self.sentences.add(key)
 
 
-def ask(question: str, config: ChatConfig, generator, embedder=None, index_state=None) -> Answer:
+def ask(question: str, config: ChatConfig, generator, embedder=None, index_state=None, rules=None) -> Answer:
     """Answer one question to the end (no streaming); see :func:`answer_stream`.
 
     Returns:
         The answer.
     """
     final = None
-    for event in answer_stream(question, config, generator, embedder, index_state):
+    for event in answer_stream(question, config, generator, embedder, index_state, rules=rules):
         if event["type"] == "final":
             final = event["answer"]
     return final

@@ -1,6 +1,7 @@
 """``workbench ask``: one grounded question from the command line."""
 
 import argparse
+from pathlib import Path
 
 from core.chat.answer import ChatError, answer_stream
 from core.cliutil import add_command, emit, out
@@ -17,6 +18,7 @@ def _ask(args: argparse.Namespace) -> int:
         top_k=args.k,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
+        adapter=args.adapter,
     )
     if not args.question.strip():
         raise ChatError("Type a question first.")
@@ -25,7 +27,7 @@ def _ask(args: argparse.Namespace) -> int:
         state = store.load(config.index)  # a deleted index fails here, before a model is loaded
         embedder = Embedder(state.manifest["embedding"]["model"])
         embedder.encode(["warm-up"])  # load the model now, so retrieval_ms measures retrieval, not loading
-    generator = load_generator(config.model)
+    generator = load_generator(config.model, adapter=Path(config.adapter) if config.adapter else None)
     final = None
     for event in answer_stream(args.question, config, generator, embedder, state):
         if event["type"] == "token" and not args.json:
@@ -75,3 +77,4 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=5, help=h("top_k"))
     p.add_argument("--temperature", type=float, default=0.0, help=h("temperature"))
     p.add_argument("--max-new-tokens", type=int, default=192, help=h("max_new_tokens"))
+    p.add_argument("--adapter", help=h("adapter"))

@@ -211,6 +211,8 @@ def load_generator(model_name: str, adapter: Path | None = None) -> LlamaCppGene
             raise GenerationError("LoRA adapters apply to transformers models; export a merged GGUF instead")
         return LlamaCppGenerator(Path(entry.path), name=model_name)
     if entry.format == "hf":
+        if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+            raise GenerationError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json)")
         return TransformersGenerator(Path(entry.path), name=model_name, adapter=adapter)
     raise GenerationError(f"{model_name} has format {entry.format}, which cannot generate text")
 

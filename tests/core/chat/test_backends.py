@@ -1,0 +1,57 @@
+"""Generation backends on the embedded models: llama.cpp (GGUF) and transformers (HF folder, with a LoRA adapter)."""
+
+import pytest
+
+from core.llm.backends import GenerationConfig, GenerationError, TransformersGenerator, load_generator
+from core.models import embedded
+
+
+def generate(generator, prompt, **kwargs):
+    return "".join(generator.stream(prompt, GenerationConfig(max_new_tokens=12, **kwargs)))
+
+
+def test_llama_cpp_chat_template_and_greedy_determinism():
+    smol = load_generator("smollm2-135m-instruct")
+    assert smol.kind == "gguf" and smol.has_chat_template
+    prompt = smol.render([{"role": "user", "content": "Name a heart chamber."}])
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert generate(smol, prompt) == generate(smol, prompt)  # greedy is reproducible
+    assert smol.count_tokens("atrial fibrillation") > 1
+
+
+def test_base_gemma_has_no_template_and_stops_at_the_stop_string():
+    gemma = load_generator("gemma3-270m-gguf")
+    assert not gemma.has_chat_template
+    with pytest.raises(GenerationError, match="no chat template"):
+        gemma.render([{"role": "user", "content": "hi"}])
+    text = generate(gemma, "Question: What pumps blood?\nAnswer:", stop=("\n",))
+    assert text and "\n" not in text
+
+
+def test_embedding_models_cannot_generate():
+    with pytest.raises(GenerationError, match="cannot generate"):
+        load_generator("all-minilm-l6-v2")
+
+
+@pytest.mark.slow
+def test_transformers_backend_with_a_lora_adapter(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = embedded.model_path("gemma3-270m")
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():  # a non-zero adapter, so that it changes the output
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.05)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    plain = TransformersGenerator(base, name="gemma3-270m")
+    tuned = load_generator("gemma3-270m", adapter=tmp_path / "adapter")
+    prompt = "Question: What is the PR interval?\nAnswer:"
+    assert tuned.kind == "hf" and not tuned.has_chat_template
+    out_plain, out_tuned = generate(plain, prompt), generate(tuned, prompt)
+    assert out_plain.strip() and out_tuned.strip() and out_plain != out_tuned
+    with pytest.raises(GenerationError, match="not a PEFT adapter"):
+        load_generator("gemma3-270m", adapter=tmp_path)
