@@ -13,6 +13,7 @@ from core.config import ChatConfig, ConfigError
 from core.errors import WorkbenchError
 from core.models import registry
 from core.rag import index as rag_index
+from core.rag import manage
 
 UNGROUNDED = "(none: plain chat, not grounded)"
 
@@ -223,18 +224,11 @@ class ChatPage(Page):
     def _context(self, index_name: str, source: dict) -> None:
         try:
             manifest = rag_index.read_manifest(index_name)
-            state_ = resources.index_state(index_name, manifest["generation"])
+            loaded = resources.index_state(index_name, manifest["generation"])
+            text = manage.document_text(loaded, source["source"], source.get("page"), source.get("record"))
         except WorkbenchError as exc:
             st.caption(f"Context unavailable: {exc}")
             return
-        for doc in state_.docs:
-            if (doc["source"], doc.get("page"), doc.get("record")) == (
-                source["source"],
-                source.get("page"),
-                source.get("record"),
-            ):
-                text, a, b = doc["text"], source["start"], source["end"]
-                st.markdown(escape_md(text[max(0, a - 2000) : a]) + " :blue-background[" + escape_md(text[a:b]) + "] "
-                            + escape_md(text[b : b + 2000]))  # fmt: skip
-                return
-        st.caption("This passage is no longer in the index (the document was changed or removed).")
+        a, b = source["start"], source["end"]
+        st.markdown(escape_md(text[max(0, a - 2000) : a]) + " :blue-background[" + escape_md(text[a:b]) + "] "
+                    + escape_md(text[b : b + 2000]))  # fmt: skip

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def out(text: str) -> None:
-    """Write one line to stdout (the CLI's only output channel; errors go to stderr)."""
-    sys.stdout.write(text + "\n")
+def out(text: str, end: str = "\n") -> None:
+    """Write to stdout (the CLI's only output channel; errors go to stderr); ``end=""`` for streamed pieces."""
+    sys.stdout.write(text + end)
     sys.stdout.flush()
 
 

@@ -31,7 +31,7 @@ def _ask(args: argparse.Namespace) -> int:
     final = None
     for event in answer_stream(args.question, config, generator, embedder, state):
         if event["type"] == "token" and not args.json:
-            out_piece(event["text"])
+            out(event["text"], end="")
         elif event["type"] == "final":
             final = event["answer"]
     payload = final.to_dict()
@@ -56,14 +56,6 @@ def _ask(args: argparse.Namespace) -> int:
     if disclaimer:
         out(f"\n{disclaimer}")
     return 0
-
-
-def out_piece(text: str) -> None:
-    """Print a streamed piece without a newline."""
-    import sys
-
-    sys.stdout.write(text)
-    sys.stdout.flush()
 
 
 def add_commands(groups: argparse._SubParsersAction) -> None:

@@ -183,17 +183,30 @@ def search(
     return retrieve(state, query, query_vector, k=k, mode=mode, min_score=min_score)
 
 
+def document_text(state: store.IndexState, source: str, page: int | None, record: int | None) -> str:
+    """Return the stored text of one page (PDF), record (JSON/CSV) or whole document.
+
+    Raises:
+        RagIndexError: If the index no longer holds that text (the document was changed or removed).
+    """
+    for doc in state.docs:
+        if (doc["source"], doc.get("page"), doc.get("record")) == (source, page, record):
+            return doc["text"]
+    raise store.RagIndexError(f"The text of {source} is not stored in index {state.name}")
+
+
 def passage_context(state: store.IndexState, hit: Hit) -> dict:
     """Return the full page/record text around a hit, for "open in context" views.
 
     Returns:
         ``{"source", "page", "record", "text", "start", "end"}`` where ``text[start:end] == hit.text``.
+
+    Raises:
+        RagIndexError: If the index no longer holds the hit's text.
     """
-    for doc in state.docs:
-        if (doc["source"], doc.get("page"), doc.get("record")) == (hit.source, hit.page, hit.record):
-            return {"source": hit.source, "page": hit.page, "record": hit.record, "text": doc["text"],
-                    "start": hit.start, "end": hit.end}  # fmt: skip
-    raise store.RagIndexError(f"The text of {hit.source} is not stored in index {state.name}")
+    text = document_text(state, hit.source, hit.page, hit.record)
+    return {"source": hit.source, "page": hit.page, "record": hit.record, "text": text,
+            "start": hit.start, "end": hit.end}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -39,3 +39,15 @@ def test_plain_chat_is_labelled_ungrounded():
     at = AppTest.from_function(_app, default_timeout=60).run()
     assert chats.list_conversations()[0].id == conversation.id
     assert "not grounded" in at.warning[0].value
+
+
+def test_a_source_opens_in_context(tmp_path, embedder):
+    for name, text in DOCS.items():
+        (tmp_path / name).write_text(text)
+    ingest(IngestConfig(index="demo", paths=[str(tmp_path)]), embedder=embedder)
+    at = AppTest.from_function(_app, default_timeout=180).run()
+    at.chat_input[0].set_value("What do statins lower?").run()
+    toggle = next(t for t in at.toggle if t.label == "Open in context")
+    toggle.set_value(True).run()
+    assert not at.exception
+    assert any(":blue-background[" in m.value for m in at.markdown)
