@@ -2,8 +2,9 @@
 
 from components.chat_page import ChatPage
 from components.documents_page import DocumentsPage
+from components.finetune_page import FinetunePage
 from components.jobs_page import JobsPage
 from components.models_page import ModelsPage
 from components.safety_page import SafetyPage
 
-PAGES = [ChatPage(), DocumentsPage(), SafetyPage(), ModelsPage(), JobsPage()]
+PAGES = [ChatPage(), DocumentsPage(), FinetunePage(), SafetyPage(), ModelsPage(), JobsPage()]

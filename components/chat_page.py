@@ -11,11 +11,13 @@ from core.chat import store as chats
 from core.chat.answer import answer_stream
 from core.config import ChatConfig, ConfigError
 from core.errors import WorkbenchError
+from core.finetune import runs
 from core.models import registry
 from core.rag import index as rag_index
 from core.rag import manage
 
 UNGROUNDED = "(none: plain chat, not grounded)"
+NO_ADAPTER = ""  # the adapter selectbox's "none"
 
 
 class ChatPage(Page):
@@ -75,9 +77,16 @@ class ChatPage(Page):
 
     def _settings(self, conversation: chats.Conversation) -> ChatConfig:
         saved = {**ChatConfig().to_dict(), **conversation.settings}
-        models = [
-            m.name for m in registry.list_models() if m.role in ("chat", "finetune_base") and m.status == "ready"
-        ]
+        formats = {
+            m.name: m.format
+            for m in registry.list_models()
+            if m.role in ("chat", "finetune_base") and m.status == "ready"
+        }
+        models = list(formats)
+        adapters = {run.adapter: f"{run.name} · {run.id}" for run in runs.list_adapters()}
+        if saved.get("adapter") and saved["adapter"] not in adapters:  # a deleted run, or a folder typed earlier
+            adapters[saved["adapter"]] = f"{saved['adapter']} (not a finished run here)"
+        adapter_options = [NO_ADAPTER, *adapters]
         indices = [*rag_index.list_names(), UNGROUNDED]
         h = ChatConfig.help
         with st.expander("Settings: " + f"{saved['model']} · {saved['index'] or 'no index'} · top-{saved['top_k']}"):
@@ -95,12 +104,16 @@ class ChatPage(Page):
                                          help=h("temperature"), key=f"chat.t.{conversation.id}")  # fmt: skip
             max_new = cols[2].number_input("Max new tokens", 16, 1024, int(saved["max_new_tokens"]), 16,
                                            help=h("max_new_tokens"), key=f"chat.n.{conversation.id}")  # fmt: skip
-            adapter = st.text_input("LoRA adapter folder (transformers models only)", saved.get("adapter") or "",
-                                    help=h("adapter"), key=f"chat.adapter.{conversation.id}")  # fmt: skip
+            hf = formats.get(model) == "hf"  # llama.cpp (GGUF) models take no PEFT adapter
+            adapter = st.selectbox("LoRA adapter (transformers models only)", adapter_options,
+                                   index=adapter_options.index(saved.get("adapter") or NO_ADAPTER),
+                                   format_func=lambda a: adapters.get(a, "none"), help=h("adapter"), disabled=not hf,
+                                   key=f"chat.adapter.{conversation.id}")  # fmt: skip
         try:
             config = ChatConfig(model=model or saved["model"], index=None if index == UNGROUNDED else index,
                                 top_k=top_k, temperature=temperature, max_new_tokens=int(max_new),
-                                min_relevance=saved["min_relevance"], adapter=adapter.strip() or None)  # fmt: skip
+                                min_relevance=saved["min_relevance"],
+                                adapter=adapter if hf and adapter != NO_ADAPTER else None)  # fmt: skip
         except ConfigError as exc:
             st.error(str(exc))
             st.stop()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.finetune import model as finetune_model
 from core.llm.backends import load_generator
 from core.rag import index as store
 from core.rag.embed import Embedder
@@ -33,3 +34,9 @@ def generator(name: str, adapter: str | None = None):
 def safety_rules() -> RuleStore:
     # Reloads the rule files only when they change on disk; the Safety page's toggles apply at once.
     return RuleStore()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the tokenizer…")
+def training_tokenizer(base_model: str):
+    # The tokenizer with the chat template a run trains with; the dataset check tokenizes through it.
+    return finetune_model.training_tokenizer(base_model)

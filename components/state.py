@@ -9,3 +9,6 @@ DOCS_INGEST_JOB = "documents.ingest_job"  # id of the ingest job the Documents p
 DOCS_NOTICE = "documents.notice"
 CHAT_CONVERSATION = "chat.conversation"  # the open conversation's id (the selectbox's key)
 CHAT_NEXT = "chat.next"  # a conversation to open on the next run (after "New")
+FINETUNE_RUN = "finetune.run"  # the run shown on the Fine-tune page (the selectbox's key); a started run is selected
+FINETUNE_DATASET = "finetune.dataset"  # the dataset file chosen on the Fine-tune page (set by an upload too)
+FINETUNE_NOTICE = "finetune.notice"

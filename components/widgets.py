@@ -9,10 +9,12 @@ from core import jobs
 STATE_COLORS = {
     "ready": "green",
     "done": "green",
+    "finished": "green",
     "running": "blue",
     "not_prepared": "orange",
     "offline": "orange",
     "cancelled": "gray",
+    "created": "gray",
     "missing": "red",
     "invalid": "red",
     "failed": "red",

@@ -10,6 +10,7 @@ from core import jobs
 from core.chat import commands as chat_commands
 from core.cliutil import add_command, emit, out
 from core.errors import WorkbenchError
+from core.finetune import commands as finetune_commands
 from core.models import embedded, registry
 from core.models.formats import ROLES
 from core.rag import commands as rag_commands
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     rag_commands.add_commands(groups)
     chat_commands.add_commands(groups)
     safety_commands.add_commands(groups)
+    finetune_commands.add_commands(groups)
     return parser
 
 

@@ -97,3 +97,116 @@ class ChatConfig(_Config):
             raise ConfigError("temperature must be between 0 and 2")
         if not 1 <= self.max_new_tokens <= 4096:
             raise ConfigError("max_new_tokens must be between 1 and 4096")
+
+
+DATASET_FORMATS = ("auto", "messages", "prompt_completion", "alpaca", "columns")
+PRECISIONS = ("auto", "fp32", "bf16")
+QUANTIZATIONS = ("none", "4bit", "8bit")
+# Every linear layer of Gemma's attention and MLP blocks: the usual LoRA choice for Gemma 3 / MedGemma.
+GEMMA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Config):
+    """One LoRA fine-tuning run (the page, ``workbench train CONFIG`` and ``python -m core.finetune.train``)."""
+
+    base_model: str = _help("Registry name of a transformers model (role finetune_base) or a local model folder",
+                            default="gemma3-270m")  # fmt: skip
+    dataset: str = _help("JSONL, JSON or CSV file of training examples", default="data/finetune/medqa_demo.jsonl")
+    dataset_format: str = _help(
+        "messages (chat), prompt_completion, alpaca (instruction/input/output), columns (choose two), or auto",
+        default="auto",
+    )
+    prompt_column: str | None = _help("Column holding the prompt (dataset_format=columns)", default=None)
+    completion_column: str | None = _help("Column holding the answer (dataset_format=columns)", default=None)
+    system_prompt: str = _help("Instruction put before every conversation that has none (empty: none)", default="")
+    val_fraction: float = _help("Share of the examples held out for validation loss", default=0.1)
+    max_length: int = _help("Longest example in tokens, chat template included", default=512)
+    overlong: str = _help("What to do with longer examples: truncate (keep the start) or drop", default="truncate")
+    lora_r: int = _help("LoRA rank: size of the low-rank update (higher learns more, trains slower)", default=8)
+    lora_alpha: int | None = _help("LoRA scaling alpha (default: twice the rank)", default=None)
+    lora_dropout: float = _help("Dropout on the LoRA input during training", default=0.05)
+    target_modules: list[str] = _help(
+        "Layers that get LoRA adapters (default: every attention and MLP projection)",
+        default_factory=lambda: list(GEMMA_TARGET_MODULES),
+    )
+    learning_rate: float = _help("Peak learning rate of AdamW", default=2e-4)
+    num_train_epochs: float = _help("Passes over the training split (ignored when max_steps > 0)", default=3.0)
+    max_steps: int = _help("Stop after this many optimiser steps (0: train for num_train_epochs)", default=0)
+    batch_size: int = _help("Examples per step on each device", default=4)
+    gradient_accumulation_steps: int = _help("Steps whose gradients are summed before an update", default=1)
+    warmup_ratio: float = _help("Share of the steps with a linearly rising learning rate", default=0.03)
+    lr_scheduler: str = _help("Learning-rate schedule: cosine, linear or constant", default="cosine")
+    weight_decay: float = _help("AdamW weight decay on the LoRA weights", default=0.0)
+    seed: int = _help("Seed for the split, shuffling and LoRA initialisation", default=42)
+    eval_steps: int = _help("Compute validation loss every N steps (0: only at the end)", default=20)
+    save_steps: int = _help("Save a resumable checkpoint every N steps", default=20)
+    save_total_limit: int = _help("Checkpoints kept (older ones are deleted)", default=3)
+    precision: str = _help("auto (bf16 on a GPU that supports it, else fp32), fp32 or bf16; never fp16, which "
+                           "overflows in Gemma 3", default="auto")  # fmt: skip
+    quantization: str = _help("Load the base in 4bit or 8bit with bitsandbytes (QLoRA; CUDA only)", default="none")
+    gradient_checkpointing: bool = _help(
+        "Recompute activations in the backward pass: less GPU memory, about a third slower", default=False
+    )
+    padding_free: bool = _help(
+        "Join each batch into one row without padding (attention kept within each example)", default=True
+    )
+    fused_loss: bool = _help(
+        "Project to the vocabulary only where there are labels, in chunks (faster, less memory)", default=True
+    )
+    sample_prompts: list[str] = _help(
+        "Prompts answered by the base and the tuned model after training (default: validation prompts)",
+        default_factory=list,
+    )
+    n_samples: int = _help("How many side-by-side samples to generate after training (0: none)", default=3)
+    sample_max_new_tokens: int = _help("Longest sample answer, in tokens", default=96)
+    run_name: str = _help("Label of the run (default: base model and dataset file)", default="")
+
+    def __post_init__(self) -> None:
+        if not self.base_model:
+            raise ConfigError("Choose a base model")
+        if not self.dataset:
+            raise ConfigError("Choose a dataset file")
+        if self.dataset_format not in DATASET_FORMATS:
+            raise ConfigError(f"dataset_format must be one of {', '.join(DATASET_FORMATS)}")
+        if self.dataset_format == "columns" and not (self.prompt_column and self.completion_column):
+            raise ConfigError("dataset_format=columns needs prompt_column and completion_column")
+        if not 0.0 <= self.val_fraction <= 0.5:
+            raise ConfigError("val_fraction must be between 0 and 0.5")
+        if not 16 <= self.max_length <= 131072:
+            raise ConfigError("max_length must be between 16 and 131072 tokens")
+        if self.overlong not in ("truncate", "drop"):
+            raise ConfigError("overlong must be 'truncate' or 'drop'")
+        if self.lora_r <= 0:
+            raise ConfigError(f"LoRA rank must be at least 1 (got {self.lora_r}): rank 0 trains nothing")
+        if self.lora_alpha is not None and self.lora_alpha <= 0:
+            raise ConfigError("lora_alpha must be positive")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError("lora_dropout must be in [0, 1)")
+        if not self.target_modules:
+            raise ConfigError("Choose at least one target module for LoRA")
+        if not 0 < self.learning_rate < 1:
+            raise ConfigError("learning_rate must be between 0 and 1")
+        if self.max_steps < 0 or (self.max_steps == 0 and self.num_train_epochs <= 0):
+            raise ConfigError("Set num_train_epochs > 0 or max_steps > 0")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ConfigError("batch_size and gradient_accumulation_steps must be at least 1")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError("warmup_ratio must be in [0, 1)")
+        if self.lr_scheduler not in ("cosine", "linear", "constant"):
+            raise ConfigError("lr_scheduler must be cosine, linear or constant")
+        if self.eval_steps < 0 or self.save_steps < 1 or self.save_total_limit < 1:
+            raise ConfigError("eval_steps must be >= 0, save_steps and save_total_limit >= 1")
+        if self.precision == "fp16":
+            raise ConfigError("fp16 is refused: Gemma 3 activations overflow in fp16; use bf16 on a GPU or fp32")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigError(f"quantization must be one of {', '.join(QUANTIZATIONS)}")
+        if not 0 <= self.n_samples <= 20 or not 1 <= self.sample_max_new_tokens <= 2048:
+            raise ConfigError("n_samples must be 0..20 and sample_max_new_tokens 1..2048")
+
+    @property
+    def alpha(self) -> int:
+        """The LoRA alpha in force (twice the rank unless set)."""
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_r

@@ -248,6 +248,22 @@ def cancel(job_id: str, grace_s: float = 5.0) -> JobStatus:
     return status(job_id)
 
 
+def request_cancel(job_id: str) -> None:
+    """Ask a running job to stop (SIGTERM to its process group) without waiting: for a UI that polls.
+
+    The child ends in its own time (a training job finishes its step and saves a checkpoint) and reports
+    ``cancelled``; :func:`cancel` is the blocking version that also kills a child that does not stop.
+
+    Raises:
+        JobError: If there is no such job.
+    """
+    job_dir = _job_dir(job_id)
+    meta = read_json(job_dir / "job.json")
+    if _alive(meta, job_dir):
+        atomic_write_json(job_dir / "cancel.json", {"t": time.time()})
+        _signal_group(meta["pid"], signal.SIGTERM)
+
+
 def _job_dir(job_id: str) -> Path:
     # Ids come from URLs and the CLI: refuse anything that is not a plain folder name.
     if not job_id or "/" in job_id or job_id.startswith("."):

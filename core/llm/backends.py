@@ -113,7 +113,9 @@ class TransformersGenerator:
         self.lock = threading.Lock()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        # A fine-tuned adapter carries the tokenizer it was trained with (its chat template included).
+        has_tokenizer = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
+        self.tokenizer = AutoTokenizer.from_pretrained(adapter if has_tokenizer else path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
         if adapter is not None:
             from peft import PeftModel

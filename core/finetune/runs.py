@@ -1,0 +1,254 @@
+"""Fine-tuning runs on disk: ``<home>/models/adapters/<run_id>/`` with config, manifest, metrics, checkpoints, adapter.
+
+A run folder holds ``config.json`` (the TrainConfig that ``python -m core.finetune.train`` reruns),
+``manifest.json`` (state, jobs, results), ``metrics.jsonl`` (every logged step of every attempt),
+``checkpoints/checkpoint-N/`` (resumable, complete once ``workbench_checkpoint.json`` is there),
+``adapter/`` (the final PEFT adapter, renamed into place only when complete) and ``samples.json``.
+"""
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from core import jobs, paths
+from core.config import ConfigError, TrainConfig
+from core.errors import WorkbenchError
+from core.fileio import atomic_write_json, read_json, read_jsonl
+from core.ids import new_ulid
+
+TRAIN_MODULE = "core.finetune.train"
+CHECKPOINT_DONE = "workbench_checkpoint.json"
+CANCEL_GRACE_S = 60.0  # a step plus a checkpoint save; SIGKILL after that (the last checkpoint stays)
+
+
+class RunError(WorkbenchError):
+    """A run cannot be found, started, resumed or deleted."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A resumable checkpoint of a run."""
+
+    step: int
+    path: str
+    created_at: float
+
+
+@dataclass
+class Run:
+    """A fine-tuning run as the page and CLI show it."""
+
+    id: str
+    name: str
+    dir: str
+    state: str  # created | running | finished | failed | cancelled
+    created_at: float
+    config: dict
+    job_id: str | None = None
+    job_ids: list[str] = field(default_factory=list)
+    message: str = ""
+    error: str = ""
+    fraction: float | None = None
+    adapter: str | None = None
+    result: dict = field(default_factory=dict)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def runs_root() -> Path:
+    """Return ``<home>/models/adapters``."""
+    root = paths.models_dir() / "adapters"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def load_config_file(path: str | Path) -> TrainConfig:
+    """Read a TrainConfig from a YAML or JSON file.
+
+    Raises:
+        ConfigError: If the file is missing, unparsable or has unknown or invalid values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)  # JSON is YAML too
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.name} is not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name} must hold a mapping of TrainConfig fields")
+    return TrainConfig.from_dict(data)
+
+
+def create_run(config: TrainConfig) -> Run:
+    """Make a run folder holding ``config.json`` and a manifest; nothing starts yet."""
+    run_id = new_ulid()
+    run_dir = runs_root() / run_id
+    run_dir.mkdir(parents=True)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    name = config.run_name or f"{Path(config.base_model).name} · {Path(config.dataset).stem}"
+    atomic_write_json(run_dir / "manifest.json", {"id": run_id, "name": name, "created_at": time.time(), "jobs": []})
+    return get_run(run_id)
+
+
+def start(run_id: str, resume_from: str | None = None) -> str:
+    """Launch the training job of a run, optionally resuming from a checkpoint.
+
+    Args:
+        run_id: The run.
+        resume_from: A checkpoint folder of this run, ``"last"`` for the newest complete one, or None.
+
+    Returns:
+        The job id.
+
+    Raises:
+        RunError: If the run is already training or the checkpoint is not a complete one of this run.
+    """
+    run = get_run(run_id)
+    if run.state == "running":
+        raise RunError(f"Run {run_id} is already training (job {run.job_id})")
+    checkpoint = resolve_checkpoint(run, resume_from) if resume_from else None
+    job_id = jobs.launch(
+        TRAIN_MODULE,
+        {"run_dir": run.dir, "resume_from": checkpoint},
+        title=f"Fine-tune {run.name}" + (f" (resume from {Path(checkpoint).name})" if checkpoint else ""),
+    )
+    manifest = read_json(Path(run.dir) / "manifest.json")
+    manifest["jobs"] = [*manifest.get("jobs", []), job_id]
+    atomic_write_json(Path(run.dir) / "manifest.json", manifest)
+    return job_id
+
+
+def cancel(run_id: str, wait: bool = True) -> Run:
+    """Stop a run's job: it finishes the current step, saves a checkpoint and ends.
+
+    Args:
+        run_id: The run.
+        wait: Block until the job ended (killing it after a grace period); False only asks it to stop, for a
+            page that keeps polling.
+
+    Returns:
+        The run's state afterwards (still ``running`` right after a request without waiting).
+    """
+    run = get_run(run_id)
+    if run.job_id and run.state == "running":
+        if wait:
+            jobs.cancel(run.job_id, grace_s=CANCEL_GRACE_S)
+        else:
+            jobs.request_cancel(run.job_id)
+    return get_run(run_id)
+
+
+def resolve_checkpoint(run: Run, resume_from: str) -> str:
+    """Return the folder of a complete checkpoint of ``run`` named by path, step number or ``last``.
+
+    Raises:
+        RunError: If there is no such complete checkpoint.
+    """
+    if not run.checkpoints:
+        raise RunError(f"Run {run.id} has no complete checkpoint to resume from")
+    if resume_from == "last":
+        return run.checkpoints[-1].path
+    for checkpoint in run.checkpoints:
+        if resume_from in (checkpoint.path, str(checkpoint.step), f"checkpoint-{checkpoint.step}"):
+            return checkpoint.path
+    steps = ", ".join(str(c.step) for c in run.checkpoints)
+    raise RunError(f"No complete checkpoint {resume_from!r} in run {run.id} (complete: {steps})")
+
+
+def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
+    """Complete checkpoints of a run folder, oldest first (half-written ones are skipped)."""
+    found = []
+    for folder in (run_dir / "checkpoints").glob("checkpoint-*"):
+        marker = folder / CHECKPOINT_DONE
+        if marker.is_file() and (folder / "adapter_model.safetensors").is_file():
+            found.append(Checkpoint(int(folder.name.split("-")[-1]), str(folder), marker.stat().st_mtime))
+    return sorted(found, key=lambda c: c.step)
+
+
+def get_run(run_id: str) -> Run:
+    """Rebuild a run's state from its folder and its latest job.
+
+    Raises:
+        RunError: If there is no such run.
+    """
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise RunError(f"Invalid run id: {run_id!r}")
+    run_dir = runs_root() / run_id
+    if not (run_dir / "manifest.json").is_file():
+        raise RunError(f"No fine-tuning run with id {run_id}")
+    manifest = read_json(run_dir / "manifest.json")
+    run = Run(
+        id=run_id,
+        name=manifest.get("name", run_id),
+        dir=str(run_dir),
+        state="created",
+        created_at=manifest.get("created_at", 0.0),
+        config=read_json(run_dir / "config.json"),
+        job_ids=manifest.get("jobs", []),
+        result=manifest.get("result", {}),
+        checkpoints=list_checkpoints(run_dir),
+    )
+    if run.job_ids:
+        run.job_id = run.job_ids[-1]
+        try:
+            status = jobs.status(run.job_id)
+        except jobs.JobError:
+            status = None
+        if status is not None:
+            run.state = {"done": "finished"}.get(status.state, status.state)
+            run.message, run.error, run.fraction = status.message, status.error, status.fraction
+    adapter = run_dir / "adapter"
+    if (adapter / "adapter_model.safetensors").is_file() and run.state not in ("running",):
+        run.adapter = str(adapter)
+        if run.state in ("created", "failed", "cancelled") and manifest.get("finished"):
+            run.state = "finished"
+    return run
+
+
+def list_runs() -> list[Run]:
+    """All runs, newest first."""
+    ids = sorted((p.name for p in runs_root().iterdir() if (p / "manifest.json").is_file()), reverse=True)
+    return [get_run(run_id) for run_id in ids]
+
+
+def list_adapters() -> list[Run]:
+    """Finished runs with a complete adapter (for chat, evaluation and export)."""
+    return [run for run in list_runs() if run.adapter]
+
+
+def read_metrics(run_id: str) -> list[dict]:
+    """Logged training and validation values of a run, one record per (kind, step), the latest attempt winning.
+
+    A resumed run logs again from its checkpoint's step; those records replace the abandoned attempt's.
+    """
+    run_dir = runs_root() / get_run(run_id).id
+    latest: dict[tuple[str, int], dict] = {}
+    for record in read_jsonl(run_dir / "metrics.jsonl"):
+        latest[(record.get("kind", "train"), record["step"])] = record
+    return sorted(latest.values(), key=lambda r: (r["step"], r.get("kind", "")))
+
+
+def read_samples(run_id: str) -> list[dict]:
+    """Side-by-side answers of the base and the tuned model written after training (empty before)."""
+    path = runs_root() / get_run(run_id).id / "samples.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def delete_run(run_id: str) -> None:
+    """Remove a run folder (refused while it trains).
+
+    Raises:
+        RunError: If the run is training.
+    """
+    run = get_run(run_id)
+    if run.state == "running":
+        raise RunError(f"Run {run_id} is training; cancel it first")
+    shutil.rmtree(run.dir)
