@@ -10,7 +10,8 @@ The trainers draw the same batches (the Trainer's seeded sampler over the same d
   measured span, no samples): TRL's trainer with the loss projected only at labelled positions (fused, chunked),
   padding-free batches, no per-step metrics over the vocabulary.
 - trl_tuned: ``SFTTrainer`` + ``SFTConfig(bf16=False, gradient_checkpointing=False)``: what a careful CPU user sets.
-- trl_default: ``SFTTrainer`` + ``SFTConfig`` defaults, which on CPU turn on bf16 and gradient checkpointing.
+- trl_default: ``SFTTrainer`` + ``SFTConfig`` defaults (plus ``use_cpu=True``, without which they refuse to start
+  on a machine without a GPU), which on CPU keep bf16 and gradient checkpointing on.
 Baselines get the model path and a ``peft_config``, as TRL's documentation shows; both log every step.
 
 Each variant runs in its own process (so that peak memory, VmHWM, is its own). Trained tokens are the non-padding
@@ -78,7 +79,6 @@ def validation_loss(model, examples) -> float:
 
 
 def child_ours(steps: int, home: Path) -> dict:
-    os.environ["WORKBENCH_HOME"] = str(home)
     from core.config import TrainConfig
     from core.finetune import runs
     from core.finetune.train import train
@@ -93,6 +93,7 @@ def child_ours(steps: int, home: Path) -> dict:
     )  # fmt: skip
     run = runs.create_run(config)
     result = train({"run_dir": run.dir, "resume_from": None}, Reporter(Path(run.dir) / "bench"))
+    peak = peak_rss_mb()  # of training (the validation below loads the base a second time)
     records = [m for m in runs.read_metrics(run.id) if m["kind"] == "train"]
     steps_out = [{"step": m["step"], "t": m["t"], "loss": m["loss"], "tokens": m["trained_tokens"]} for m in records]
     from peft import PeftModel
@@ -102,7 +103,7 @@ def child_ours(steps: int, home: Path) -> dict:
 
     base = AutoModelForCausalLM.from_pretrained(resolve_base("gemma3-270m"), dtype="float32")
     model = PeftModel.from_pretrained(base, result["adapter"])
-    return {"steps": steps_out, "val_loss": validation_loss(model, data.val), "peak_rss_mb": peak_rss_mb()}
+    return {"steps": steps_out, "val_loss": validation_loss(model, data.val), "peak_rss_mb": peak}
 
 
 def child_trl(steps: int, tuned: bool, home: Path) -> dict:
@@ -114,11 +115,14 @@ def child_trl(steps: int, tuned: bool, home: Path) -> dict:
 
     from core.finetune.model import resolve_base
 
-    os.environ["WORKBENCH_HOME"] = str(home)
     data, tokenizer = prepared()
     train_set = Dataset.from_dict({"input_ids": [e.input_ids for e in data.train],
                                    "labels": [e.labels for e in data.train]})  # fmt: skip
+    # Without a GPU the defaults refuse to start ("doesn't support bf16/gpu ... assign use_cpu"): use_cpu=True is the
+    # one setting a user must add, and it leaves bf16 and gradient checkpointing on.
     extra = {"bf16": False, "gradient_checkpointing": False} if tuned else {}
+    if not torch.cuda.is_available():
+        extra["use_cpu"] = True
     args = SFTConfig(
         output_dir=str(home / "trl"), per_device_train_batch_size=SHARED["batch"], learning_rate=SHARED["lr"],
         lr_scheduler_type="constant", max_steps=steps, seed=SHARED["seed"], max_length=SHARED["max_length"],
@@ -138,10 +142,11 @@ def child_trl(steps: int, tuned: bool, home: Path) -> dict:
     trainer = SFTTrainer(model=str(resolve_base("gemma3-270m")), args=args, train_dataset=train_set,
                          processing_class=tokenizer, peft_config=peft_config, callbacks=[Record()])  # fmt: skip
     trainer.train()
+    peak = peak_rss_mb()
     model = trainer.model.float() if not tuned else trainer.model
     with torch.autocast("cpu", enabled=False):
         val = validation_loss(model, data.val)
-    return {"steps": records, "val_loss": val, "peak_rss_mb": peak_rss_mb(),
+    return {"steps": records, "val_loss": val, "peak_rss_mb": peak,
             "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing}  # fmt: skip
 
 
@@ -156,9 +161,13 @@ def run_child(variant: str, steps: int) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-ft-{variant}-") as home, tempfile.NamedTemporaryFile() as out:
         log(f"{variant}: {steps} steps")
         started = time.time()
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        from core import paths
+
+        # A throwaway home per variant, with the embedded models prepared once by `make` (read-only).
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WORKBENCH_HOME": home,
+               "WORKBENCH_EMBEDDED_DIR": str(paths.embedded_dir())}  # fmt: skip
         subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(steps), "--home", home,
-                        "--out", out.name], check=True, env=env)  # fmt: skip
+                        "--out", out.name], check=True, env=env, stdout=sys.stderr)  # fmt: skip
         result = json.loads(Path(out.name).read_text())
         result["wall_s"] = time.time() - started
         log(f"{variant}: done in {result['wall_s']:.0f} s")

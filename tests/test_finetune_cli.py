@@ -72,3 +72,20 @@ def test_train_follows_the_job_to_a_finished_adapter_then_runs_list_it(tmp_path)
     assert [m["step"] for m in shown["metrics"] if m["kind"] == "train"] == [1, 2]
     code, out, _ = run("train", "--resume", result["run_id"], "--checkpoint", "7", "--json")
     assert code == 2 and "No complete checkpoint '7'" in json.loads(out)["error"]
+
+
+@pytest.mark.slow
+def test_a_run_config_reruns_directly_with_python_m(tmp_path):
+    """`python -m core.finetune.train <run>/config.json` (what `accelerate launch` runs) trains in that folder."""
+    from core.config import TrainConfig
+    from core.finetune import runs
+
+    data = tmp_path / "qa.jsonl"
+    shutil.copy(FIXTURES / "qa_prompt_completion.jsonl", data)
+    run = runs.create_run(TrainConfig(dataset=str(data), max_steps=1, batch_size=2, val_fraction=0.0, n_samples=0))
+    done = subprocess.run([sys.executable, "-m", "core.finetune.train", f"{run.dir}/config.json"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in open(f"{run.dir}/progress.jsonl")]
+    assert events[-1]["type"] == "done" and events[-1]["result"]["steps"] == 1
+    assert runs.get_run(run.id).adapter is not None

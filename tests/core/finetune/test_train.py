@@ -3,7 +3,6 @@
 import errno
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from core.finetune.model import BaseModelError
 from core.finetune.train import train
 from core.jobs import Reporter
 from tests.core.finetune.conftest import tiny_config
+from tests.core.test_jobs import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +71,12 @@ def test_few_steps_reduce_loss_change_lora_and_adapter_reloads(fixtures, gemma_t
     samples = runs.read_samples(run.id)
     assert len(samples) == 1 and {"prompt", "base", "tuned", "base_stopped", "tuned_stopped"} <= set(samples[0])
     assert runs.get_run(run.id).adapter == str(adapter) and [r.id for r in runs.list_adapters()] == [run.id]
+
+    from core.llm.backends import load_generator
+
+    chat = load_generator("gemma3-270m", adapter=adapter)  # the chat backend uses the adapter's chat template
+    prompt = chat.render([{"role": "user", "content": "Hi"}])
+    assert chat.has_chat_template and prompt.endswith("<start_of_turn>model\n")
 
 
 def test_resume_continues_from_the_saved_step_exactly(fixtures):
@@ -136,14 +142,8 @@ def test_bad_base_model_settings_fail_clearly(fixtures, overrides, message):
         run_in_process(config)
 
 
-def wait_for(predicate, timeout_s=300):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError("timed out")
+def wait_for(predicate):
+    return wait_until(predicate, timeout_s=300)
 
 
 def test_job_cancel_saves_a_checkpoint_and_resume_finishes(fixtures):
