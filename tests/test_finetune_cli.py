@@ -89,3 +89,16 @@ def test_a_run_config_reruns_directly_with_python_m(tmp_path):
     events = [json.loads(line) for line in open(f"{run.dir}/progress.jsonl")]
     assert events[-1]["type"] == "done" and events[-1]["result"]["steps"] == 1
     assert runs.get_run(run.id).adapter is not None
+
+
+def test_relative_paths_in_a_config_file_resolve_next_to_it(tmp_path, monkeypatch):
+    from core.finetune.runs import load_config_file
+
+    (tmp_path / "sets").mkdir()
+    shutil.copy(FIXTURES / "qa_messages.jsonl", tmp_path / "sets" / "mine.jsonl")
+    config = tmp_path / "run.yaml"
+    config.write_text("dataset: sets/mine.jsonl\n")
+    monkeypatch.chdir("/")
+    assert load_config_file(config).dataset == str(tmp_path / "sets" / "mine.jsonl")
+    config.write_text("dataset: data/finetune/medqa_demo.jsonl\n")  # shipped data stays repository-relative
+    assert load_config_file(config).dataset == "data/finetune/medqa_demo.jsonl"

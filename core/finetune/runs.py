@@ -84,6 +84,15 @@ def load_config_file(path: str | Path) -> TrainConfig:
         raise ConfigError(f"{path.name} is not valid YAML or JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name} must hold a mapping of TrainConfig fields")
+    # The job runs in the repository folder: relative paths that exist next to the config file or in the
+    # current folder are made absolute now (others stay relative: shipped data such as data/finetune/...).
+    for key in ("dataset", "base_model"):
+        value = data.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            for folder in (path.parent, Path.cwd()):
+                if (folder / value).exists():
+                    data[key] = str((folder / value).resolve())
+                    break
     return TrainConfig.from_dict(data)
 
 
