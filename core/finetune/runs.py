@@ -118,11 +118,15 @@ def start(run_id: str, resume_from: str | None = None) -> str:
         The job id.
 
     Raises:
-        RunError: If the run is already training or the checkpoint is not a complete one of this run.
+        RunError: If a run is already training or the checkpoint is not a complete one of this run.
     """
     run = get_run(run_id)
     if run.state == "running":
         raise RunError(f"Run {run_id} is already training (job {run.job_id})")
+    # One training at a time: two share the CPU cores (or the GPU) so badly that both crawl.
+    busy = [other for other in list_runs() if other.state == "running"]
+    if busy:
+        raise RunError(f"Run {busy[0].name} ({busy[0].id}) is training; wait for it or cancel it first")
     checkpoint = resolve_checkpoint(run, resume_from) if resume_from else None
     job_id = jobs.launch(
         TRAIN_MODULE,

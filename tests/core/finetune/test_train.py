@@ -150,6 +150,9 @@ def test_job_cancel_saves_a_checkpoint_and_resume_finishes(fixtures):
     config = tiny_config(fixtures / "qa_prompt_completion.jsonl", max_steps=30, save_steps=1000)
     run = runs.create_run(config)
     runs.start(run.id)
+    other = runs.create_run(config)
+    with pytest.raises(runs.RunError, match="is training; wait for it or cancel it first"):
+        runs.start(other.id)  # one training at a time
     wait_for(lambda: len(train_losses(run.id)) >= 2)
     cancelled = runs.cancel(run.id)
     assert cancelled.state == "cancelled" and cancelled.adapter is None
