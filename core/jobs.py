@@ -229,11 +229,9 @@ def cancel(job_id: str, grace_s: float = 5.0) -> JobStatus:
     """
     job_dir = _job_dir(job_id)
     meta = read_json(job_dir / "job.json")
-    if not _alive(meta, job_dir):
+    if not _ask_to_stop(job_dir, meta):
         return status(job_id)
-    atomic_write_json(job_dir / "cancel.json", {"t": time.time()})
     pgid = meta["pid"]  # the child leads its own process group (start_new_session)
-    _signal_group(pgid, signal.SIGTERM)
     deadline = time.time() + grace_s
     while time.time() < deadline and _group_alive(pgid, meta):
         time.sleep(0.05)
@@ -258,10 +256,16 @@ def request_cancel(job_id: str) -> None:
         JobError: If there is no such job.
     """
     job_dir = _job_dir(job_id)
-    meta = read_json(job_dir / "job.json")
-    if _alive(meta, job_dir):
-        atomic_write_json(job_dir / "cancel.json", {"t": time.time()})
-        _signal_group(meta["pid"], signal.SIGTERM)
+    _ask_to_stop(job_dir, read_json(job_dir / "job.json"))
+
+
+def _ask_to_stop(job_dir: Path, meta: dict) -> bool:
+    """Record the cancel request and SIGTERM the job's process group; False when it had already ended."""
+    if not _alive(meta, job_dir):
+        return False
+    atomic_write_json(job_dir / "cancel.json", {"t": time.time()})
+    _signal_group(meta["pid"], signal.SIGTERM)  # the child leads its own process group (start_new_session)
+    return True
 
 
 def _job_dir(job_id: str) -> Path:

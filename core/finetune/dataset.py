@@ -5,7 +5,7 @@ import hashlib
 import io
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core import paths
@@ -76,8 +76,6 @@ class DatasetReport:
 
     def to_dict(self) -> dict:
         """JSON-able form (the CLI's ``--check --json``)."""
-        from dataclasses import asdict
-
         return {**asdict(self), "ok": self.ok}
 
 

@@ -71,6 +71,11 @@ def ensure_chat_template(tokenizer, model_type: str) -> str:
     )
 
 
+def template_source(tokenizer) -> str:
+    """``"gemma3"`` when the tokenizer carries the Gemma 3 template added here, else ``"model"`` (its own)."""
+    return "gemma3" if tokenizer.chat_template == GEMMA_CHAT_TEMPLATE else "model"
+
+
 def end_of_turn_ids(tokenizer) -> list[int]:
     """Token ids that end an assistant turn (the EOS and, for Gemma templates, <end_of_turn>)."""
     ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []

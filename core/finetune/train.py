@@ -19,7 +19,7 @@ from core.fileio import append_jsonl, atomic_write_json, read_json
 from core.finetune import dataset as datasets_
 from core.finetune import model as model_
 from core.finetune.runs import list_checkpoints
-from core.finetune.template import end_of_turn_ids, ensure_chat_template, render
+from core.finetune.template import end_of_turn_ids, render, template_source
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,9 @@ def train(job_config: dict, reporter: jobs.Reporter, config_path: Path | None = 
 
 
 def _train(config: TrainConfig, run_dir: Path, resume_from: str | None, reporter, stop: _Stop, main: bool) -> dict:
-
     reporter.progress(0.0, "Loading tokenizer and dataset")
     base_path = model_.resolve_base(config.base_model)
-    tokenizer = model_.load_tokenizer(base_path)
-    template_source = ensure_chat_template(tokenizer, _model_type(base_path))
+    tokenizer = model_.training_tokenizer(config.base_model)
     data = datasets_.prepare(config, tokenizer)
     if main:
         atomic_write_json(run_dir / "dataset_report.json", data.report.to_dict())
@@ -116,12 +114,12 @@ def _train(config: TrainConfig, run_dir: Path, resume_from: str | None, reporter
         "trained_tokens": trainer.trained_tokens,
         "train_seconds": time.time() - started,
         "tokens_per_s": trainer.trained_tokens / max(time.time() - started, 1e-9),
-        "template": template_source,
+        "template": template_source(tokenizer),
     }
     if not main:
         return result
     reporter.progress(0.97, "Saving the adapter")
-    result["adapter"] = str(_save_adapter(trainer, tokenizer, config, run_dir, data.report, result))
+    result["adapter"] = str(_save_adapter(trainer, tokenizer, config, base_path, run_dir, data.report, result))
     reporter.artifact(result["adapter"], kind="adapter")
     if config.n_samples:
         reporter.progress(0.98, "Answering sample prompts with the base and the tuned model")
@@ -232,12 +230,6 @@ def _build_trainer(config, base_path, tokenizer, data, run_dir, reporter, stop):
     return trainer
 
 
-def _model_type(path: Path) -> str:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(path).model_type
-
-
 def _log_metric(run_dir: Path, reporter, record: dict) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -247,7 +239,9 @@ def _log_metric(run_dir: Path, reporter, record: dict) -> None:
     reporter.metric(record["step"], kind=record["kind"], **values)
 
 
-def _save_adapter(trainer, tokenizer, config: TrainConfig, run_dir: Path, report, result: dict) -> Path:
+def _save_adapter(
+    trainer, tokenizer, config: TrainConfig, base_path: Path, run_dir: Path, report, result: dict
+) -> Path:
     """Write the adapter into a temporary folder and rename it into place: never a half-written ``adapter/``."""
     import hashlib
 
@@ -265,7 +259,7 @@ def _save_adapter(trainer, tokenizer, config: TrainConfig, run_dir: Path, report
         weights = partial / "adapter_model.safetensors"
         atomic_write_json(partial / "manifest.json", {
             "kind": "lora_adapter", "created_at": time.time(), "base_model": config.base_model,
-            "base_path": str(model_.resolve_base(config.base_model)), "dataset": report.path,
+            "base_path": str(base_path), "dataset": report.path,
             "dataset_sha256": report.sha256, "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
             "result": result, "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                                            "peft": peft.__version__, "trl": trl.__version__},

@@ -27,8 +27,19 @@ class WorkbenchTrainer(SFTTrainer):
     def __init__(self, *args, fused_loss: bool = True, **kwargs):
         """Create the trainer; ``fused_loss=False`` keeps TRL's own loss (for comparisons)."""
         super().__init__(*args, **kwargs)
-        self.fused_loss = fused_loss
         self.trained_tokens = 0  # input tokens (not padding) seen in training steps
+        # Decided once: the model's head does not change during training. The fused loss needs an fp32, frozen,
+        # uncapped head (a bf16 model on a GPU keeps TRL's loss, which has a compact Triton path there).
+        base = self.model.get_base_model()  # the PeftModel's causal LM, LoRA layers injected
+        head = base.get_output_embeddings()
+        self._backbone = getattr(base, base.base_model_prefix)
+        self._head = head
+        self.fused_loss = (
+            fused_loss
+            and base.config.get_text_config().final_logit_softcapping is None
+            and head.weight.dtype == torch.float32
+            and not head.weight.requires_grad
+        )
 
     # -- loss ------------------------------------------------------------------------------------------------------
 
@@ -39,22 +50,12 @@ class WorkbenchTrainer(SFTTrainer):
                 self.trained_tokens += int(inputs["attention_mask"].sum())
             else:
                 self.trained_tokens += int(inputs["position_ids"].numel())
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        usable = (
-            self.fused_loss
-            and not return_outputs
-            and model is self.model  # wrapped for DDP: the backbone must be called through the wrapper
-            and base.config.get_text_config().final_logit_softcapping is None
-            and base.get_output_embeddings().weight.dtype == torch.float32
-            and not base.get_output_embeddings().weight.requires_grad
-        )
-        if not usable:
+        # A model wrapped for DDP must be called through the wrapper (gradient sync): TRL's loss then.
+        if not self.fused_loss or return_outputs or model is not self.model:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         keys = ("input_ids", "attention_mask", "position_ids")
-        backbone = getattr(base, base.base_model_prefix)
-        hidden = backbone(**{k: inputs[k] for k in keys if k in inputs}, use_cache=False).last_hidden_state
-        weight = base.get_output_embeddings().weight
-        total, count = labelled_nll_sum(hidden, weight, inputs["labels"])
+        hidden = self._backbone(**{k: inputs[k] for k in keys if k in inputs}, use_cache=False).last_hidden_state
+        total, count = labelled_nll_sum(hidden, self._head.weight, inputs["labels"])
         denominator = num_items_in_batch if num_items_in_batch is not None else max(count, 1)
         loss = total / torch.as_tensor(denominator, device=total.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
