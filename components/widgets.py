@@ -21,6 +21,30 @@ STATE_COLORS = {
 }
 
 
+def config_number(container, config_cls: type, name: str, label: str, value=None, **kwargs):
+    """A number input for one config field: range, step, help and default come from the field's metadata."""
+    spec = config_cls.spec(name)
+    value = spec.default if value is None else value
+    kind = float if isinstance(spec.default, float) or isinstance(spec.step, float) else int
+
+    def typed(x):
+        return None if x is None else kind(x)
+
+    step = typed(spec.step) if spec.step is not None else (1 if kind is int else None)
+    return container.number_input(label, min_value=typed(spec.low), max_value=typed(spec.high), value=typed(value),
+                                  step=step, help=spec.help, **kwargs)  # fmt: skip
+
+
+def config_slider(container, config_cls: type, name: str, label: str, value=None, high=None, **kwargs):
+    """A slider for one config field (``high`` may narrow the declared range for a friendlier scale)."""
+    spec = config_cls.spec(name)
+    value = spec.default if value is None else value
+    kind = float if isinstance(spec.default, float) else int
+    top = kind(high if high is not None else spec.high)
+    return container.slider(label, kind(spec.low), top, min(kind(value), top),
+                            step=kind(spec.step) if spec.step else None, help=spec.help, **kwargs)  # fmt: skip
+
+
 def badge(state: str) -> str:
     color = STATE_COLORS.get(state, "gray")
     return f":{color}-badge[{state.replace('_', ' ')}]"

@@ -26,3 +26,25 @@ def add_command(
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(func=func)
     return parser
+
+
+def config_option(parser: argparse.ArgumentParser, config_cls: type, name: str, *flags: str, **overrides: Any) -> None:
+    """Add a flag for one config field: default, help, type and choices come from the field's metadata.
+
+    Args:
+        parser: The sub-command's parser.
+        config_cls: A config dataclass (``core.config``).
+        name: The field name.
+        *flags: Flag spellings (default ``--field-name``).
+        **overrides: ``argparse`` keywords that win over the field's (e.g. ``type`` for an optional int).
+    """
+    spec = config_cls.spec(name)
+    kwargs: dict[str, Any] = {"help": spec.help, "default": spec.default}
+    if spec.choices is not None:
+        kwargs["choices"] = spec.choices
+    if isinstance(spec.default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif isinstance(spec.default, (int, float, str)):
+        kwargs["type"] = type(spec.default)
+    kwargs.update(overrides)
+    parser.add_argument(*(flags or ("--" + name.replace("_", "-"),)), dest=name, **kwargs)

@@ -1,20 +1,48 @@
 """Task configurations: frozen dataclasses whose field help feeds the CLI and the UI; validated on creation."""
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from core.errors import WorkbenchError
 
-INDEX_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,63}$")
+# fullmatch, never match: "$" also matches before a trailing newline, and "demo\n" is no folder name.
+INDEX_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
 
 
 class ConfigError(WorkbenchError):
     """A configuration value is missing, unknown or out of range."""
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
+def _help(
+    text: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    step: float | None = None,
+    choices: tuple | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A config field whose help text, range and choices are declared once, here.
+
+    The CLI (``cliutil.config_option``) and the page widgets read default, range, step and help from this metadata,
+    and :meth:`_Config.check_fields` enforces the range and choices, so the three can never disagree.
+    """
+    metadata = {"help": text, "low": low, "high": high, "step": step, "choices": choices}
+    return field(metadata={k: v for k, v in metadata.items() if v is not None}, **kwargs)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a form or a CLI flag needs to know about one config field."""
+
+    name: str
+    help: str
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple | None = None
 
 
 class _Config:
@@ -40,7 +68,47 @@ class _Config:
     @classmethod
     def help(cls, name: str) -> str:
         """Return the help text of one field."""
-        return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+        return cls.spec(name).help
+
+    @classmethod
+    def spec(cls, name: str) -> FieldSpec:
+        """Return one field's help, default, range, step and choices (for CLI flags and page widgets).
+
+        Raises:
+            KeyError: If the config has no such field.
+        """
+        for f in fields(cls):
+            if f.name == name:
+                default = f.default if f.default is not MISSING else None
+                if f.default_factory is not MISSING:
+                    default = f.default_factory()
+                meta = f.metadata
+                return FieldSpec(name, meta.get("help", ""), default, meta.get("low"), meta.get("high"),
+                                 meta.get("step"), meta.get("choices"))  # fmt: skip
+        raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+    def check_fields(self) -> None:
+        """Refuse values outside a field's declared range or choices (called first by each ``__post_init__``).
+
+        Raises:
+            ConfigError: Naming the field, the allowed range or choices, and the value given.
+        """
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None:
+                continue
+            choices = meta.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(map(str, choices))} (got {value!r})")
+            low, high = meta.get("low"), meta.get("high")
+            if low is None and high is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{f.name} must be a number (got {value!r})")
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else (
+                    f"at least {low:g}" if low is not None else f"at most {high:g}")  # fmt: skip
+                raise ConfigError(f"{f.name} must be {bounds} (got {value:g})")
 
 
 @dataclass(frozen=True)
@@ -59,7 +127,7 @@ class IngestConfig(_Config):
     batch_size: int = _help("Texts per embedding batch", default=64)
 
     def __post_init__(self) -> None:
-        if not INDEX_NAME.match(self.index or ""):
+        if not INDEX_NAME.fullmatch(self.index or ""):
             raise ConfigError(f"Invalid index name {self.index!r}: use letters, digits, '.', '_' or '-' (max 64)")
         if not 16 <= self.chunk_tokens <= 8192:
             raise ConfigError("chunk_tokens must be between 16 and 8192")
@@ -78,25 +146,22 @@ class ChatConfig(_Config):
     model: str = _help("Registry name of the chat model (GGUF via llama.cpp, or a transformers folder)",
                        default="gemma3-270m-gguf")  # fmt: skip
     index: str | None = _help("RAG index to ground answers in; none gives an ungrounded plain chat", default="demo")
-    top_k: int = _help("Passages retrieved and shown to the model as [S1]..[Sk]", default=5)
-    temperature: float = _help("Sampling temperature; 0 is greedy (reproducible)", default=0.0)
-    max_new_tokens: int = _help("Longest reply, in tokens", default=192)
+    top_k: int = _help("Passages retrieved and shown to the model as [S1]..[Sk]", default=5, low=1, high=20)
+    temperature: float = _help("Sampling temperature; 0 is greedy (reproducible)", default=0.0, low=0.0, high=2.0,
+                               step=0.05)  # fmt: skip
+    max_new_tokens: int = _help("Longest reply, in tokens", default=192, low=1, high=4096, step=16)
     min_relevance: float = _help(
-        "Least cosine similarity of the best passage for the corpus to count as covering the question", default=0.3
+        "Least cosine similarity of the best passage for the corpus to count as covering the question",
+        default=0.3, low=-1.0, high=1.0, step=0.05,
     )
     adapter: str | None = _help("LoRA adapter folder for a transformers model (from a fine-tuning run)", default=None)
 
     def __post_init__(self) -> None:
+        self.check_fields()
         if not self.model:
             raise ConfigError("Choose a chat model")
-        if self.index is not None and not INDEX_NAME.match(self.index):
+        if self.index is not None and not INDEX_NAME.fullmatch(self.index):
             raise ConfigError(f"Invalid index name {self.index!r}")
-        if not 1 <= self.top_k <= 20:
-            raise ConfigError("top_k must be between 1 and 20")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ConfigError("temperature must be between 0 and 2")
-        if not 1 <= self.max_new_tokens <= 4096:
-            raise ConfigError("max_new_tokens must be between 1 and 4096")
 
 
 DATASET_FORMATS = ("auto", "messages", "prompt_completion", "alpaca", "columns")

@@ -112,7 +112,7 @@ def index_dir(name: str) -> Path:
     Raises:
         RagIndexError: If the name is not a valid index name.
     """
-    if not INDEX_NAME.match(name or ""):
+    if not INDEX_NAME.fullmatch(name or ""):
         raise RagIndexError(f"Invalid index name {name!r}")
     return paths.indices_dir() / name
 
