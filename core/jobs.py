@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 FINAL_STATES = ("done", "failed", "cancelled")
 LOG_TAIL_BYTES = 4000
+DEFAULT_STOP_GRACE_S = 10.0
 
 
 class JobError(WorkbenchError):
@@ -69,13 +70,15 @@ class JobStatus:
 # Parent side
 
 
-def launch(module: str, config: dict[str, Any], title: str = "") -> str:
+def launch(module: str, config: dict[str, Any], title: str = "", stop_grace_s: float = DEFAULT_STOP_GRACE_S) -> str:
     """Start ``python -m <module> <job_dir>/config.json`` as a child in its own process group.
 
     Args:
         module: Importable module with a ``__main__`` entry that calls :func:`run_child`.
         config: JSON-serialisable configuration written to ``config.json``.
         title: Human-readable label for the Jobs page.
+        stop_grace_s: How long this kind of job gets to stop cleanly after a cancel request (a training job saves a
+            checkpoint) before it is killed; recorded in ``job.json`` so every cancel path honours it.
 
     Returns:
         The job id.
@@ -118,6 +121,7 @@ def launch(module: str, config: dict[str, Any], title: str = "") -> str:
             "pid": proc.pid,
             "proc_start": _proc_start_ticks(proc.pid),
             "created_at": time.time(),
+            "stop_grace_s": stop_grace_s,
         },
     )
     logger.info("launched job %s (%s) pid %d", job_id, module, proc.pid)
