@@ -1,20 +1,21 @@
 """ChatPage: cited chat over an index, streamed, with checked citations, source cards and safety verdicts."""
 
 import json
+from contextlib import closing
 
 import streamlit as st
 
 from components import resources, state
 from components.base import Page
-from components.widgets import escape_md
+from components.widgets import config_number, config_slider, escape_md
 from core.chat import store as chats
-from core.chat.answer import answer_stream
+from core.chat.turn import run_turn
 from core.config import ChatConfig, ConfigError
 from core.errors import WorkbenchError
 from core.finetune import runs
 from core.models import registry
 from core.rag import index as rag_index
-from core.rag import manage
+from core.rag import manage, opening
 
 UNGROUNDED = "(none: plain chat, not grounded)"
 NO_ADAPTER = ""  # the adapter selectbox's "none"
@@ -97,13 +98,12 @@ class ChatPage(Page):
             index = cols[1].selectbox("Index", indices, index=indices.index(chosen), help=h("index"),
                                       key=f"chat.index.{conversation.id}")  # fmt: skip
             cols = st.columns(3)
-            top_k = cols[0].slider(
-                "Top k", 1, 10, int(saved["top_k"]), help=h("top_k"), key=f"chat.k.{conversation.id}"
-            )
-            temperature = cols[1].slider("Temperature", 0.0, 1.5, float(saved["temperature"]), 0.05,
-                                         help=h("temperature"), key=f"chat.t.{conversation.id}")  # fmt: skip
-            max_new = cols[2].number_input("Max new tokens", 16, 1024, int(saved["max_new_tokens"]), 16,
-                                           help=h("max_new_tokens"), key=f"chat.n.{conversation.id}")  # fmt: skip
+            top_k = config_slider(cols[0], ChatConfig, "top_k", "Top k", int(saved["top_k"]), high=10,
+                                  key=f"chat.k.{conversation.id}")  # fmt: skip
+            temperature = config_slider(cols[1], ChatConfig, "temperature", "Temperature", float(saved["temperature"]),
+                                        high=1.5, key=f"chat.t.{conversation.id}")  # fmt: skip
+            max_new = config_number(cols[2], ChatConfig, "max_new_tokens", "Max new tokens",
+                                    int(saved["max_new_tokens"]), key=f"chat.n.{conversation.id}")  # fmt: skip
             hf = formats.get(model) == "hf"  # llama.cpp (GGUF) models take no PEFT adapter
             adapter = st.selectbox("LoRA adapter (transformers models only)", adapter_options,
                                    index=adapter_options.index(saved.get("adapter") or NO_ADAPTER),
@@ -122,53 +122,38 @@ class ChatPage(Page):
         return config
 
     def _turn(self, conversation: chats.Conversation, config: ChatConfig, question: str) -> None:
-        with st.chat_message("user"):
-            st.markdown(escape_md(question[:2000]) + ("…" if len(question) > 2000 else ""))
         try:
             generator = resources.generator(config.model, config.adapter)
-            embedder = index = None
+            index = None
             if config.index is not None:
                 manifest = rag_index.read_manifest(config.index)
-                index = resources.index_state(config.index, manifest["generation"])
-                embedder = resources.embedder(manifest["embedding"]["model"])
+                index = opening.open_index(config.index, embedder=resources.embedder(manifest["embedding"]["model"]),
+                                           state=resources.index_state(config.index, manifest["generation"]),
+                                           warm=False)  # fmt: skip
         except WorkbenchError as exc:
             st.error(f"{exc} — the conversation is kept; choose another model or index in Settings.")
             return
-        chats.add_message(conversation.id, "user", question)
-        final, pieces = None, []
+        user = st.chat_message("user")
         with st.chat_message("assistant"):
-            st.button(
-                "Stop",
-                icon=":material/stop_circle:",
-                key="chat.stop",
-                help="Stop generating; the partial answer is kept",
-            )
-            box = st.empty()
+            st.button("Stop", icon=":material/stop_circle:", key="chat.stop",
+                      help="Stop generating; the part shown so far is kept")  # fmt: skip
+            box, shown = st.empty(), ""
+            turn = run_turn(question, config, generator, index, conversation.id, rules=resources.safety_rules())
             try:
-                rules = resources.safety_rules()
-                for event in answer_stream(question, config, generator, embedder, index, rules=rules):
-                    if event["type"] == "input_safety" and event["verdict"].get("banner"):
-                        st.error(event["verdict"]["banner"], icon=":material/emergency:")
-                    elif event["type"] == "token":
-                        pieces.append(event["text"])
-                        box.markdown(escape_md("".join(pieces)) + " ▌")
-                    elif event["type"] == "final":
-                        final = event["answer"]
+                # closing(): a Stop click or leaving the page interrupts this loop; the turn then stops the model
+                # and stores what was shown, screened, as the stopped answer.
+                with closing(turn) as events:
+                    for event in events:
+                        if event["type"] == "input_safety":
+                            user.markdown(escape_md(event["verdict"]["redacted"][:2000]))
+                            if event["verdict"].get("banner"):
+                                st.error(event["verdict"]["banner"], icon=":material/emergency:")
+                        elif event["type"] in ("token", "replace"):
+                            shown = shown + event["text"] if event["type"] == "token" else event["text"]
+                            box.markdown(escape_md(shown) + " ▌")
             except WorkbenchError as exc:
                 st.error(str(exc))
-                chats.add_message(conversation.id, "assistant", f"Error: {exc}", meta={"error": True})
                 return
-            finally:
-                if final is None and pieces:  # stopped by the user (a rerun interrupts this loop)
-                    chats.add_message(conversation.id, "assistant", "".join(pieces).strip() + " [stopped]",
-                                      meta={"stopped": True, "model": config.model})  # fmt: skip
-        if final is not None:
-            record = final.to_dict()
-            keep = ("timings", "model", "index", "grounded", "covered", "blocked", "unsupported_sentences",
-                    "dropped_labels")  # fmt: skip
-            meta = {k: record[k] for k in keep}
-            chats.add_message(conversation.id, "assistant", final.answer, sources=final.sources,
-                              citations=final.citations, safety=final.safety, meta=meta)  # fmt: skip
         st.rerun()
 
     def _show_message(self, message: chats.Message, config: ChatConfig) -> None:
@@ -223,6 +208,10 @@ class ChatPage(Page):
                     parts = [f"**[{source['label']}] {escape_md(source['source'])}**", where,
                              f"score {source['score']:.3f}{how}"]  # fmt: skip
                     st.markdown(" · ".join(p for p in parts if p))
+                    if source.get("flagged"):
+                        st.warning("This passage carried instructions aimed at the model; they were removed before "
+                                   "the model read it: " + " ".join(escape_md(f) for f in source.get("flags") or []),
+                                   icon=":material/gpp_maybe:")  # fmt: skip
                     text = source["text"]
                     if citations:
                         best = max(citations, key=lambda c: c["support"])

@@ -4,7 +4,7 @@ import streamlit as st
 
 from components import state
 from components.base import Page
-from components.widgets import badge, human_size, job_card, show_notice
+from components.widgets import badge, escape_md, human_size, job_card, show_notice
 from core import jobs
 from core.models import registry
 from core.models.entry import STATUS_HELP
@@ -37,14 +37,15 @@ class ModelsPage(Page):
         with st.container(border=True, key=f"model-{entry.name}"):
             head, actions = st.columns([5, 2])
             origin = "embedded" if entry.embedded else "added"
+            # Names and details can come from a model file's own metadata (GGUF general.name): shown literally.
             head.markdown(
-                f"**{entry.name}** {badge(entry.status)}  \n"
+                f"**{escape_md(entry.name)}** {badge(entry.status)}  \n"
                 f"{ROLE_LABELS.get(entry.role, entry.role)} · {entry.format.upper()} · "
                 f"{human_size(entry.size_bytes)} · {origin}"
             )
-            head.caption(entry.detail or STATUS_HELP.get(entry.status, ""))
+            head.caption(escape_md(entry.detail) if entry.detail else STATUS_HELP.get(entry.status, ""))
             if entry.path:
-                head.caption(f"`{entry.path}`")
+                head.caption(escape_md(entry.path))
             check, remove = actions.columns(2)
             check.button(
                 "Check",
@@ -107,9 +108,11 @@ class ModelsPage(Page):
                     st.error(str(exc))
                 else:
                     if entry.status == "ready":
-                        st.success(f"Added {entry.name}: {entry.detail}")
+                        st.success(f"Added {escape_md(entry.name)}: {escape_md(entry.detail)}")
                     else:
-                        st.warning(f"Added {entry.name}, but it is not usable yet: {entry.detail}")
+                        st.warning(
+                            f"Added {escape_md(entry.name)}, but it is not usable yet: {escape_md(entry.detail)}"
+                        )
 
 
 def _check(name: str) -> None:

@@ -1,12 +1,12 @@
 """SafetyPage: screen a text and see which rules fire where, toggle rules, read the audit log, run the labelled set."""
 
-import re
 from dataclasses import asdict
 
 import pandas as pd
 import streamlit as st
 
 from components.base import Page
+from components.widgets import escape_md
 from core import paths
 from core.safety import audit
 from core.safety.evaluate import default_set, evaluate
@@ -20,11 +20,6 @@ PASSAGES_KEY = "safety.passages"
 # Highlight colour per category: what blocks or raises the banner is red, masked personal data orange.
 COLORS = {"emergency": "red", "personal_advice": "red", "dosing": "red", "pii": "orange", "injection": "violet"}
 ACTION_BADGES = {"allow": ":green-badge[allow]", "emergency": ":red-badge[emergency]", "block": ":orange-badge[block]"}
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:])")
-
-
-def _escape(text: str) -> str:
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
 def highlight(text: str, verdict: Verdict) -> str:
@@ -34,10 +29,10 @@ def highlight(text: str, verdict: Verdict) -> str:
     for start, end, color in spans:
         if start < pos or start < 0:
             continue
-        out.append(_escape(text[pos:start]))
-        out.append(f":{color}-background[{_escape(text[start:end])}]")
+        out.append(escape_md(text[pos:start]))
+        out.append(f":{color}-background[{escape_md(text[start:end])}]")
         pos = end
-    out.append(_escape(text[pos:]))
+    out.append(escape_md(text[pos:]))
     return "".join(out)
 
 
@@ -108,7 +103,7 @@ class SafetyPage(Page):
         if verdict.suppressed:
             with st.expander(f"Matches that did not count ({len(verdict.suppressed)})"):
                 for h in verdict.suppressed:
-                    st.markdown(f"- `{h.rule_id}` {_escape(text[h.start : h.end])} — {h.suppressed}")
+                    st.markdown(f"- `{h.rule_id}` {escape_md(text[h.start : h.end])} — {h.suppressed}")
         if verdict.disclaimer:
             st.caption(verdict.disclaimer)
 

@@ -5,14 +5,16 @@ end and returns the :class:`Answer` that ``workbench ask --json`` prints.
 """
 
 import re
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from core.chat.citations import verify_citations
 from core.config import ChatConfig
 from core.errors import WorkbenchError
 from core.llm.backends import GenerationConfig
+from core.rag.opening import check_embedder
 from core.rag.retrieve import retrieve
 from core.safety import RuleStore, screen_input, screen_output
 
@@ -28,6 +30,8 @@ SYSTEM_PROMPT = (
 )
 PLAIN_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly. You are not a doctor and give no medical advice."
 COMPLETION_STOPS = ("\nQuestion:", "\n\n", "\nSources:", "<end_of_turn>", "<eos>")
+# Where a streamed sentence ends: a stop mark followed by white space, or a line break ("1.5 mg" does not end one).
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
 
 
 class ChatError(WorkbenchError):
@@ -43,7 +47,9 @@ class Answer:
     unsupported_sentences: list[str] = field(default_factory=list)
     dropped_labels: list[str] = field(default_factory=list)
     safety: dict = field(default_factory=dict)  # {"input": verdict, "output": verdict}
-    timings: dict = field(default_factory=dict)  # retrieval_ms, ttft_ms, tokens_per_s, total_ms, new_tokens
+    # retrieval_ms, first_token_ms (first generated piece), ttft_ms (first piece shown, after screening),
+    # tokens_per_s, total_ms, new_tokens
+    timings: dict = field(default_factory=dict)
     sources: list[dict] = field(default_factory=list)  # [{"label": "S1", "chunk_id", "source", "page", ...}]
     model: str = ""
     index: str | None = None
@@ -51,6 +57,7 @@ class Answer:
     covered: bool = True  # False: retrieval found nothing relevant, the model was not asked
     blocked: bool = False  # True: the safety layer refused the question or the answer
     stopped: bool = False  # True: the user stopped generation
+    flagged_passages: list[str] = field(default_factory=list)  # labels of sources that carried injected instructions
     prompt: str = ""
 
     def to_dict(self) -> dict:
@@ -92,10 +99,15 @@ def answer_stream(
     generator,
     embedder=None,
     index_state=None,
-    should_stop: Callable[[], bool] = bool,
+    stop: threading.Event | None = None,
     rules: RuleStore | None = None,
 ) -> Iterator[dict]:
-    """Run one turn, yielding events: ``input_safety``, ``sources``, ``token`` (text pieces), then ``final``.
+    """Run one turn, yielding events: ``input_safety``, ``sources``, shown text, then ``final``.
+
+    Text is shown only after it passed the output screen: the stream is held back to whole sentences, each new
+    prefix is screened, and a ``token`` event carries what may be appended to the screen. When screening masks
+    something already shown differently, or blocks the answer, a ``replace`` event carries the whole text to show
+    instead (a blocked answer stops generating). ``final`` carries the screened, citation-checked answer.
 
     Args:
         question: What the user asked.
@@ -103,7 +115,7 @@ def answer_stream(
         generator: The loaded model (see ``core.llm.backends.load_generator``).
         embedder: The index's embedding model (needed when ``config.index`` is set).
         index_state: The loaded index (needed when ``config.index`` is set).
-        should_stop: Polled while generating; True stops early (the partial answer is kept).
+        stop: Set it to stop generating early; the partial answer is screened, checked and kept.
         rules: A long-lived rule store (reloads only when a rule file changes); a fresh one when omitted.
 
     Yields:
@@ -111,13 +123,10 @@ def answer_stream(
 
     Raises:
         ChatError: For an empty or overlong question, or an index without its embedder.
+        RagIndexError: If the embedder is not the model the index was built with.
     """
     started = time.perf_counter()
-    question = (question or "").strip()
-    if not question:
-        raise ChatError("Type a question first.")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise ChatError(f"The question is {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}.")
+    question = check_question(question)
     result = Answer(answer="", model=generator.name, index=config.index, grounded=config.index is not None)
     ruleset = (rules or RuleStore()).current()
     verdict = screen_input(question, ruleset)
@@ -132,6 +141,7 @@ def answer_stream(
     if config.index is not None:
         if embedder is None or index_state is None:
             raise ChatError(f"Index {config.index} is not loaded")
+        check_embedder(index_state, embedder)
         t0 = time.perf_counter()
         hits = retrieve(index_state, asked, embedder.encode([asked])[0], k=config.top_k)
         result.timings["retrieval_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -141,33 +151,55 @@ def answer_stream(
             yield {"type": "final", "answer": result}
             return
         # Retrieved text is screened too: a passage carrying injected instructions is cleaned before the model
-        # reads it (its rule hits are reported in the output verdict).
+        # reads it, flagged on its source card and counted in the answer.
         passages = screen_output("", {"passages": [h.text for h in hits]}, ruleset, log=False)
+        result.safety["passages"] = passages.to_dict()
         cleaned = list(passages.redacted_passages) or [h.text for h in hits]
         for n, (hit, text) in enumerate(zip(hits, cleaned, strict=True), start=1):
+            flagged = n - 1 in passages.flagged_passages
             sources.append({"label": f"S{n}", "chunk_id": hit.chunk_id, "source": hit.source, "page": hit.page,
                             "record": hit.record, "start": hit.start, "end": hit.end, "score": hit.score,
-                            "dense_score": hit.dense_score, "text": text})  # fmt: skip
+                            "dense_score": hit.dense_score, "text": text, "flagged": flagged,
+                            "flags": [h.message for h in passages.hits if h.passage == n - 1]})  # fmt: skip
+        result.flagged_passages = [s["label"] for s in sources if s["flagged"]]
     result.sources = sources
     yield {"type": "sources", "sources": sources}
     prompt, stops = build_prompt(generator, asked, sources)
     result.prompt = prompt
     gen = GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature, stop=stops)
+    halt = threading.Event()  # ends generation: the user's stop, a repeating model, or a blocked answer
+    shown = ShownText(ruleset)
     pieces, first, decode_start = [], None, time.perf_counter()
     repeating = _RepetitionGuard()
-    for piece in generator.stream(prompt, gen, lambda: should_stop() or repeating.seen):
-        if first is None:
-            first = time.perf_counter()
-            result.timings["ttft_ms"] = round((first - started) * 1000, 1)
-        pieces.append(piece)
-        repeating.feed(piece)
-        yield {"type": "token", "text": piece}
-    result.stopped = should_stop()
+    stream = generator.stream(prompt, gen, halt)
+    try:
+        for piece in stream:
+            if first is None:
+                first = time.perf_counter()
+                result.timings["first_token_ms"] = round((first - started) * 1000, 1)
+            pieces.append(piece)
+            repeating.feed(piece)
+            for event in shown.feed(piece):
+                # Time to first token is the time to the first piece the user sees (screened, whole sentences).
+                result.timings.setdefault("ttft_ms", round((time.perf_counter() - started) * 1000, 1))
+                yield event
+            if shown.blocked is not None or repeating.seen or (stop is not None and stop.is_set()):
+                halt.set()
+                break
+        else:
+            for event in shown.flush():  # the last sentence needs no following space to be complete
+                result.timings.setdefault("ttft_ms", round((time.perf_counter() - started) * 1000, 1))
+                yield event
+    finally:
+        stream.close()  # the model is idle again before anything else happens (or the caller abandons us)
+    result.stopped = stop is not None and stop.is_set()
     end = time.perf_counter()
     raw = "".join(pieces).strip()
     new_tokens = generator.count_tokens(raw) if raw else 0
     result.timings["new_tokens"] = new_tokens
     result.timings["tokens_per_s"] = round(new_tokens / (end - (first or decode_start)), 1) if new_tokens > 1 else 0.0
+    if shown.blocked is not None:
+        raw = shown.checked_text  # the prefix that blocked; the rest was never generated
     if repeating.seen:
         raw = _drop_repeats(raw)
     if new_tokens >= config.max_new_tokens and not raw.endswith((".", "!", "?")):
@@ -175,7 +207,7 @@ def answer_stream(
         cut = max(raw.rfind(". "), raw.rfind("! "), raw.rfind("? "))
         raw = raw[: cut + 1] if cut > 0 else raw
     text = raw or "The model returned no answer."
-    if sources:
+    if sources and shown.blocked is None:
         checked = verify_citations(text, sources, embedder.encode)
         text = checked.answer
         result.citations = [c.to_dict() for c in checked.citations]
@@ -184,12 +216,75 @@ def answer_stream(
     context = {"passages": [s["text"] for s in sources], "unsupported_sentences": result.unsupported_sentences}
     out_verdict = screen_output(text, context, ruleset)
     result.safety["output"] = out_verdict.to_dict()
+    if result.flagged_passages:
+        result.safety["output"]["messages"].append(
+            f"Source{'s' if len(result.flagged_passages) > 1 else ''} {', '.join(result.flagged_passages)} "
+            "contained instructions aimed at the model; they were removed before the model read them."
+        )
     if out_verdict.action == "block":
         result.answer, result.blocked = " ".join(out_verdict.messages), True
+        result.citations, result.unsupported_sentences = [], []
     else:
         result.answer = out_verdict.redacted
+    result.timings.setdefault("ttft_ms", round((time.perf_counter() - started) * 1000, 1))  # shown only now
     result.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     yield {"type": "final", "answer": result}
+
+
+def check_question(question: str) -> str:
+    """Return the question stripped, or refuse it.
+
+    Raises:
+        ChatError: If it is empty or longer than ``MAX_QUESTION_CHARS``.
+    """
+    question = (question or "").strip()
+    if not question:
+        raise ChatError("Type a question first.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ChatError(f"The question is {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}.")
+    return question
+
+
+class ShownText:
+    """What the user may see of an answer while it streams: whole sentences only, each prefix screened first.
+
+    A sentence is held back until it ends, so a span the output screen blocks or masks never reaches the screen
+    half-written. ``feed`` returns the events that update the screen: ``token`` (text to append) or ``replace``
+    (the whole text to show instead, when masking changed what was shown or the answer is blocked).
+    """
+
+    def __init__(self, ruleset) -> None:
+        self.ruleset = ruleset
+        self.raw = ""
+        self.shown = ""
+        self.checked_text = ""
+        self.blocked = None  # the verdict that blocked the answer
+
+    def feed(self, piece: str) -> list[dict]:
+        """Take the next generated piece; return the screen updates it allows."""
+        self.raw += piece
+        ends = [m.end() for m in _SENTENCE_END.finditer(self.raw)]
+        return self._show(ends[-1]) if ends else []
+
+    def flush(self) -> list[dict]:
+        """The stream ended: the text after the last sentence end is complete too."""
+        return self._show(len(self.raw.rstrip()))
+
+    def _show(self, end: int) -> list[dict]:
+        if self.blocked is not None or end <= len(self.checked_text):
+            return []
+        self.checked_text = self.raw[:end]
+        verdict = screen_output(self.checked_text, None, self.ruleset, log=False)
+        if verdict.action == "block":
+            self.blocked = verdict
+            self.shown = " ".join(verdict.messages)
+            return [{"type": "replace", "text": self.shown, "blocked": True}]
+        display = verdict.redacted.lstrip()
+        if display.startswith(self.shown):
+            delta, self.shown = display[len(self.shown) :], display
+            return [{"type": "token", "text": delta}] if delta else []
+        self.shown = display
+        return [{"type": "replace", "text": display}]
 
 
 def _drop_repeats(text: str) -> str:

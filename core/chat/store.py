@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from core import db
 from core.errors import WorkbenchError
 from core.ids import new_ulid
+from core.mdescape import INLINE_SPECIAL, escape_inline, escape_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -344,14 +345,14 @@ def export_json(conversation_id: str) -> dict:
 
 
 def _one_line(text: object) -> str:
-    # A snippet or sentence folded onto one line stays inside its list item whatever Markdown it carries.
-    return " ".join(str(text).split())
+    # A snippet or sentence folded onto one line stays inside its list item; escaped, its Markdown shows literally.
+    return escape_inline(text)
 
 
 def _quoted(content: str) -> list[str]:
-    # Quoting every line keeps a message's own Markdown (an unclosed ``` fence, "---", a heading, raw HTML) inside
-    # the quote: CommonMark closes every block a container holds when the container ends.
-    return [f"> {line}".rstrip() for line in content.splitlines()] or [">"]
+    # Quoting every line keeps a message inside its quote block, and escaping shows its own Markdown (an image
+    # or link a model wrote, an unclosed ``` fence, "---", a heading, raw HTML) as text instead of rendering it.
+    return [f"> {escape_markdown(line, INLINE_SPECIAL)}".rstrip() for line in content.splitlines()] or [">"]
 
 
 def _where(item: dict) -> str:
@@ -393,8 +394,9 @@ def export_markdown(conversation_id: str) -> str:
         if message["sources"]:
             lines += ["", "Sources:", ""]
             for source in message["sources"]:
-                text = _one_line(source.get("text", ""))
-                snippet = text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
+                text = " ".join(str(source.get("text", "")).split())
+                more = "…" if len(text) > SNIPPET_CHARS else ""
+                snippet = escape_markdown(text[:SNIPPET_CHARS], INLINE_SPECIAL) + more
                 lines.append(f"- [{source.get('label', '?')}] {_where(source)} — “{snippet}”")
         if message["citations"]:
             lines += ["", "Citations:", ""]

@@ -1,14 +1,15 @@
 """Text generation backends, chosen from the model's format: llama.cpp for GGUF, transformers for HF folders.
 
-Both stream text pieces, honour a stop callback, and hold a lock while generating: llama.cpp is documented as
-not thread-safe and a transformers model shared between browser tabs must not run two generate() calls at once,
-so concurrent chats queue instead of corrupting each other.
+Both stream text pieces, stop on one signal (a ``threading.Event`` set by the caller, or the caller abandoning the
+stream), and hold a lock while generating: llama.cpp is documented as not thread-safe and a transformers model
+shared between browser tabs must not run two generate() calls at once, so concurrent chats queue instead of
+corrupting each other. The lock is released only once the model is idle again.
 """
 
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,13 +69,13 @@ class LlamaCppGenerator:
         """Tokens ``text`` takes in this model's vocabulary."""
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def stream(self, prompt: str, config: GenerationConfig, should_stop: Callable[[], bool] = bool) -> Iterator[str]:
+    def stream(self, prompt: str, config: GenerationConfig, stop: threading.Event | None = None) -> Iterator[str]:
         """Generate a continuation of ``prompt`` piece by piece.
 
         Args:
             prompt: The full prompt (template already applied).
             config: Decoding settings.
-            should_stop: Polled after every piece; True ends generation early.
+            stop: Set it to end generation early; closing the returned iterator stops it too.
 
         Yields:
             Text pieces as the model produces them.
@@ -89,12 +90,15 @@ class LlamaCppGenerator:
                 seed=config.seed,
                 stream=True,
             )
-            for piece in pieces:
-                text = piece["choices"][0]["text"]
-                if text:
-                    yield text
-                if should_stop():
-                    break
+            try:
+                for piece in pieces:
+                    if stop is not None and stop.is_set():
+                        break
+                    text = piece["choices"][0]["text"]
+                    if text:
+                        yield text
+            finally:
+                pieces.close()  # llama.cpp's own generator: no further token is evaluated once this returns
 
 
 class TransformersGenerator:
@@ -122,6 +126,7 @@ class TransformersGenerator:
 
             model = PeftModel.from_pretrained(model, str(adapter))
         self.model = model.eval()
+        self.worker: threading.Thread | None = None  # the latest generate() thread (idle once stream() returns)
 
     @property
     def has_chat_template(self) -> bool:
@@ -138,14 +143,21 @@ class TransformersGenerator:
         """Tokens ``text`` takes in this model's vocabulary."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def stream(self, prompt: str, config: GenerationConfig, should_stop: Callable[[], bool] = bool) -> Iterator[str]:
-        """Generate a continuation of ``prompt`` piece by piece (see :meth:`LlamaCppGenerator.stream`)."""
+    def stream(self, prompt: str, config: GenerationConfig, stop: threading.Event | None = None) -> Iterator[str]:
+        """Generate a continuation of ``prompt`` piece by piece (see :meth:`LlamaCppGenerator.stream`).
+
+        ``generate()`` runs in a worker thread feeding a streamer. Whatever ends the stream (the end of the reply,
+        ``stop``, the caller closing the iterator, an error), the worker is told to stop at its next token and
+        joined before the lock is released, so the next turn never runs a second ``generate()`` beside it.
+        """
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+        halt = threading.Event()
+
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                return should_stop()
+                return halt.is_set() or (stop is not None and stop.is_set())
 
         with self.lock:
             # A template that already starts with BOS must not get a second one from the tokenizer.
@@ -176,12 +188,18 @@ class TransformersGenerator:
                     errors.append(exc)
                     streamer.end()
 
-            worker = threading.Thread(target=run, daemon=True)
+            worker = threading.Thread(target=run, daemon=True, name=f"generate-{self.name}")
+            self.worker = worker
             worker.start()
-            for text in streamer:
-                if text:
-                    yield text
-            worker.join()
+            try:
+                for text in streamer:
+                    if stop is not None and stop.is_set():
+                        break
+                    if text:
+                        yield text
+            finally:
+                halt.set()  # the stopping criterion ends generate() at its next token
+                worker.join()
             if errors:
                 raise GenerationError(f"Generation failed: {errors[0]}") from errors[0]
 

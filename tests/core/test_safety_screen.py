@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from core import paths
-from core.safety import DISCLAIMER, load_rules, screen_input, screen_output
+from core.safety import DISCLAIMER, audit, load_rules, screen_input, screen_output
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +131,11 @@ def test_the_audit_log_holds_a_hash_never_the_text(rules):
     with sqlite3.connect(paths.db_path()) as conn:
         row = conn.execute("SELECT * FROM safety_audit WHERE id = ?", (verdict.audit_id,)).fetchone()
         columns = [c[1] for c in conn.execute("PRAGMA table_info(safety_audit)")]
-    assert columns == ["id", "at", "stage", "rule_ids", "action", "content_sha256", "text_len"]
+    assert columns == ["id", "at", "stage", "rule_ids", "action", "content_sha256", "text_len", "hash_kind"]
     record = dict(zip(columns, row, strict=True))
-    assert record["content_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    # A keyed hash: the plain SHA-256 of a guessed text does not find it in the log, the install's key does.
+    assert record["content_sha256"] != hashlib.sha256(text.encode()).hexdigest()
+    assert record["content_sha256"] == audit.content_hash(text) and record["hash_kind"] == "hmac-sha256"
     assert record["action"] == "emergency" and record["stage"] == "input" and record["text_len"] == len(text)
     assert "emergency.cardiac" in record["rule_ids"]
     dump = " ".join(str(v) for v in row)
@@ -190,3 +192,20 @@ def test_verdict_json_has_the_documented_fields(rules):
 
 def test_default_rules_are_loaded_when_none_are_given():
     assert screen_input("my dad just collapsed", log=False).action == "emergency"
+
+
+def test_the_audit_key_is_per_install_private_and_created_once(tmp_path, monkeypatch):
+    import stat
+    import threading
+
+    keys = []
+    threads = [threading.Thread(target=lambda: keys.append(audit.audit_key())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    assert stat.S_IMODE(audit.audit_key_path().stat().st_mode) == 0o600
+    first = audit.content_hash("chest pain")
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "another-install"))
+    assert audit.content_hash("chest pain") != first  # the same text hashes differently in another install

@@ -55,3 +55,50 @@ def test_transformers_backend_with_a_lora_adapter(tmp_path):
     assert out_plain.strip() and out_tuned.strip() and out_plain != out_tuned
     with pytest.raises(GenerationError, match="not a PEFT adapter"):
         load_generator("gemma3-270m", adapter=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def hf_gemma():
+    return TransformersGenerator(embedded.model_path("gemma3-270m"), name="gemma3-270m")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["event", "abandon"])
+def test_transformers_stop_leaves_the_model_idle_at_once(hf_gemma, how):
+    import threading
+    import time
+
+    stop = threading.Event()
+    pieces = hf_gemma.stream("Question: List the causes of chest pain.\nAnswer:", GenerationConfig(max_new_tokens=400),
+                             stop)  # fmt: skip
+    received = [next(pieces), next(pieces)]
+    started = time.monotonic()
+    if how == "event":
+        stop.set()  # the Stop button's signal
+        received += list(pieces)
+    else:
+        pieces.close()  # the page abandoned the stream (a rerun interrupted it)
+    # The worker was joined before stream() let go of the lock: nothing is generating any more.
+    assert not hf_gemma.worker.is_alive() and not hf_gemma.lock.locked()
+    assert time.monotonic() - started < 5  # far less than 400 tokens would take
+    assert len(received) < 10
+    # The next turn starts right away and is not interleaved with the abandoned one.
+    assert generate(hf_gemma, "Question: What pumps blood?\nAnswer:").strip()
+
+
+def test_llama_cpp_stop_event_and_abandoning_release_the_model():
+    import threading
+
+    smol = load_generator("smollm2-135m-instruct")
+    prompt = smol.render([{"role": "user", "content": "Write a long story about the heart."}])
+    stop = threading.Event()
+    pieces = smol.stream(prompt, GenerationConfig(max_new_tokens=300), stop)
+    received = [next(pieces), next(pieces)]
+    stop.set()
+    received += list(pieces)
+    assert len(received) <= 3 and not smol.lock.locked()
+    pieces = smol.stream(prompt, GenerationConfig(max_new_tokens=300))
+    next(pieces)
+    pieces.close()
+    assert not smol.lock.locked()
+    assert generate(smol, prompt)

@@ -220,9 +220,9 @@ def test_export_markdown_is_a_readable_transcript():
     md = store.export_markdown(conversation.id)
     assert md.startswith(f"# {conversation.title}\n")
     assert store.DISCLAIMER in md
-    assert "top_k=5" in md and "model=gemma3-270m-gguf" in md
+    assert "top\\_k=5" in md and "model=gemma3-270m-gguf" in md
     assert "**You:**" in md and "> What is Ménière's disease?" in md
-    assert "**Assistant:**" in md and "> Ménière's disease causes episodic vertigo [S1]." in md
+    assert "**Assistant:**" in md and "> Ménière's disease causes episodic vertigo \\[S1\\]." in md
     s1 = next(line for line in md.splitlines() if line.startswith("- [S1] guidelines/vertigo.pdf, page 4 — “"))
     assert s1.endswith("…”") and len(s1) < 300
     assert "- [S2] notes.txt — “Betahistine 16 mg three times daily.”" in md
@@ -239,8 +239,23 @@ def test_markdown_in_content_stays_inside_its_message():
     start, end = lines.index("**You:**") + 2, lines.index("**Assistant:**") - 4
     assert lines[end + 1 : end + 4] == ["", "---", ""]
     assert all(line.startswith(">") for line in lines[start : end + 1])
-    assert "> ```python" in lines and "> <pre>" in lines
+    assert "> \\`\\`\\`python" in lines and "> \\<pre\\>" in lines
     assert [line for line in lines if line.startswith("# ")] == ["# Formatting"]
+
+
+def test_markdown_a_model_wrote_is_shown_as_text_in_the_export():
+    from markdown_it import MarkdownIt
+
+    conversation = store.create_conversation("Links ![t](http://example.invalid/t.png)")
+    store.add_message(conversation.id, "user", "Show me")
+    hostile = ("See ![pixel](http://example.invalid/p.png) and [click](http://example.invalid) <img src=x "
+               "onerror=alert(1)> **bold** &amp; `code`")  # fmt: skip
+    store.add_message(conversation.id, "assistant", hostile, sources=[{**SOURCES[0], "text": hostile}],
+                      citations=[{**CITATIONS[0], "sentence": hostile}])  # fmt: skip
+    html = MarkdownIt("commonmark").render(store.export_markdown(conversation.id))
+    for live in ("<img", "<a ", "<strong>bold", "<code>code", "&amp; <code>"):
+        assert live not in html
+    assert "![pixel](http://example.invalid/p.png)" in html and "&lt;img src=x" in html
 
 
 def test_unicode_and_a_100_kb_message_are_stored_intact():
