@@ -27,3 +27,31 @@ def test_ask_and_see_an_answer_with_a_source_card(app_url, app_home, page, tmp_p
     expect(page.get_by_text("Sources (3").first).to_be_visible()
     expect(page.get_by_text("not a medical device").last).to_be_visible()
     screenshot(page, "chat-answer")
+
+
+def test_stop_keeps_the_screened_partial_and_frees_the_model(app_url, app_home, page, monkeypatch):
+    from core.chat import store as chats
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(app_home))
+    settings = {"model": "smollm2-135m-instruct", "index": None, "top_k": 5, "temperature": 0.0,
+                "max_new_tokens": 1024, "min_relevance": 0.3, "adapter": None}  # fmt: skip
+    conversation = chats.create_conversation("Long story", settings=settings)
+    page.goto(app_url)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Chat").click()
+    page.get_by_text("Long story").first.wait_for()
+    box = page.locator('textarea[data-testid="stChatInputTextArea"]')
+    box.fill("Write a very long story about a heart that learned to beat. Use many sentences.")
+    box.press("Enter")
+    expect(page.get_by_text("▌").first).to_be_visible(timeout=120_000)  # the first screened sentence streams in
+    page.get_by_role("button", name="Stop").click()
+    deadline_s = 60
+    for _ in range(deadline_s * 10):
+        messages = chats.list_messages(conversation.id)
+        if len(messages) == 2:
+            break
+        page.wait_for_timeout(100)
+    user, answer = chats.list_messages(conversation.id)
+    assert answer.meta["stopped"] and answer.content.endswith("[stopped]")
+    assert answer.safety["output"]["disclaimer"]  # the stored partial went through the output screen
+    expect(page.get_by_text("[stopped]").first).to_be_visible(timeout=30_000)
+    screenshot(page, "chat-stopped")
