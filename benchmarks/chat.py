@@ -10,13 +10,17 @@ are measured: SmolLM2-135M-Instruct (chat template) and Gemma 3 270M base (plain
   tokens of the answer over the time after the first piece); raw streams `create_completion` on `answer.prompt`
   and counts tokens the same way. Our path stops early when a sentence repeats, so rates (not totals) are
   compared. Medians over questions; target ratio ours / raw >= 0.95.
-- Time to first token of a grounded question (top 5 sources): ours is `timings["ttft_ms"]`, measured from the
-  start of `answer_stream` (input screening, query embedding, retrieval, passage screening, prompt assembly,
-  prompt evaluation); raw is from the `create_completion` call to its first non-empty piece. The overhead is the
-  median over questions of ours - raw; target <= 150 ms. llama.cpp keeps the previous prompt's KV cache and
-  reuses the longest common token prefix, so `Llama.reset()` (n_tokens = 0: no prefix reuse, the next eval
-  clears the KV cache from position 0) runs before every timed call of both sides: each evaluates its whole
-  prompt. The overhead's parts are timed separately on the same questions (`overhead_parts_ms`).
+- Time to first token of a grounded question (top 5 sources): ours is `timings["ttft_ms"]`, the time to the first
+  piece the user is *shown*, measured from the start of `answer_stream` (input screening, query embedding,
+  retrieval, passage screening, prompt assembly, prompt evaluation, and the output screen, which holds text back
+  to whole sentences); raw is from the `create_completion` call to its first non-empty piece (`raw_median`) and
+  to the first moment its text holds a whole sentence by the same rule (`raw_first_sentence_median`). The
+  overhead is the median over questions of ours - raw's first sentence (the same text shown); target <= 150 ms.
+  `first_token_overhead_median` compares first generated tokens, and `hold_back_median` is what showing only
+  whole, screened sentences costs (raw's first sentence - raw's first token). llama.cpp keeps the previous
+  prompt's KV cache and reuses the longest common token prefix, so `Llama.reset()` (n_tokens = 0: no prefix
+  reuse, the next eval clears the KV cache from position 0) runs before every timed call of both sides: each
+  evaluates its whole prompt. The overhead's parts are timed separately on the same questions (`overhead_parts_ms`).
 - Answer quality with `ask(...)` on data/eval/retrieval.jsonl (all questions, or every other one when the speed
   runs predict more than QUALITY_BUDGET_S per model; `n` and `questions` say which; the speed questions belong
   to that subset and their answers are reused): share of answers citing the
@@ -81,11 +85,15 @@ def run_ours(question: str, config, gen, embedder, state):
 
 
 def run_raw(prompt: str, gen) -> dict:
-    """The baseline: create_completion on the same Llama, same prompt and settings, from a clean state."""
-    from core.chat.answer import COMPLETION_STOPS
+    """The baseline: create_completion on the same Llama, same prompt and settings, from a clean state.
+
+    Besides its first token, the time at which its text first holds a whole sentence (the boundary the chat path
+    shows at, by the same rule) is recorded: the like-for-like baseline of the chat path's first shown piece.
+    """
+    from core.chat.answer import _SENTENCE_END, COMPLETION_STOPS
 
     stops = None if gen.has_chat_template else list(COMPLETION_STOPS)
-    pieces, first = [], None
+    pieces, first, sentence = [], None, None
     with gen.lock:
         gen.llm.reset()
         start = time.perf_counter()
@@ -98,11 +106,14 @@ def run_raw(prompt: str, gen) -> dict:
                 if first is None:
                     first = time.perf_counter()
                 pieces.append(text)
+                if sentence is None and _SENTENCE_END.search("".join(pieces)):
+                    sentence = time.perf_counter()
         end = time.perf_counter()
     raw = "".join(pieces).strip()
     new_tokens = gen.count_tokens(raw) if raw else 0
     return {
         "ttft_ms": round(((first or end) - start) * 1000, 1),
+        "first_sentence_ms": round(((sentence or end) - start) * 1000, 1),
         "tokens_per_s": round(new_tokens / (end - (first or start)), 1) if new_tokens > 1 else 0.0,
         "new_tokens": new_tokens,
         "text": raw,
@@ -186,11 +197,22 @@ def bench_speed(name: str, gen, embedder, state, questions: list[str], answers: 
             "new_tokens_raw_median": median([r["new_tokens"] for r in raw]),
         },
         "ttft_ms": {
+            # ours: the first piece shown (a whole, screened sentence); raw: its first token, and its first sentence
             "ours_median": median([t["ttft_ms"] for t in ours]),
             "raw_median": median([r["ttft_ms"] for r in raw]),
-            "overhead_median": median([t["ttft_ms"] - r["ttft_ms"] for t, r in zip(ours, raw, strict=True)]),
-            "overhead_per_question": [round(t["ttft_ms"] - r["ttft_ms"], 1) for t, r in zip(ours, raw, strict=True)],
+            "raw_first_sentence_median": median([r["first_sentence_ms"] for r in raw]),
+            # the target: ours shows the same first sentence within 150 ms of raw llama.cpp producing it
+            "overhead_median": median([t["ttft_ms"] - r["first_sentence_ms"] for t, r in zip(ours, raw, strict=True)]),
+            "overhead_per_question": [
+                round(t["ttft_ms"] - r["first_sentence_ms"], 1) for t, r in zip(ours, raw, strict=True)
+            ],
             "target_overhead_ms": 150,
+            # before generation: ours' first generated token vs raw's first token (the pipeline's own overhead)
+            "first_token_overhead_median": median(
+                [t["first_token_ms"] - r["ttft_ms"] for t, r in zip(ours, raw, strict=True)]
+            ),
+            # what holding text back to whole screened sentences costs the user before anything shows
+            "hold_back_median": median([r["first_sentence_ms"] - r["ttft_ms"] for r in raw]),
             "overhead_parts_ms": {k: median([p[k] for p in parts]) for k in parts[0]} if parts else {},
             "retrieval_ms_median": median([t.get("retrieval_ms", 0.0) for t in ours]),
         },
