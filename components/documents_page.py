@@ -4,16 +4,16 @@ import streamlit as st
 
 from components import resources, state
 from components.base import Page
-from components.widgets import hit_card, human_size, job_card, show_notice
+from components.widgets import config_number, hit_card, human_size, job_card, show_notice
 from core import jobs, paths
-from core.config import ConfigError, IngestConfig
+from core.config import IngestConfig, ReindexConfig
 from core.errors import WorkbenchError
 from core.ids import new_ulid
 from core.models import registry
 from core.rag import index as store
-from core.rag import manage
-from core.rag.loaders import safe_name
+from core.rag import ingest, manage
 from core.rag.retrieve import MODES
+from core.uploads import save_upload
 
 NEW_INDEX = "+ New index…"
 
@@ -31,7 +31,10 @@ class DocumentsPage(Page):
             "page and character span."
         )
         show_notice(state.DOCS_NOTICE)
-        infos = {i.name: i for i in manage.list_indices()}
+        damaged: list[str] = []
+        infos = {i.name: i for i in manage.list_indices(errors=damaged)}
+        for message in damaged:
+            st.error(message)
         options = [*infos, NEW_INDEX]
         # A finished ingest or a deletion asks for another selection; apply it before the widget exists.
         wanted = st.session_state.pop(state.DOCS_SELECT_NEXT, None)
@@ -66,12 +69,16 @@ class DocumentsPage(Page):
         h = IngestConfig.help
         locked = info is not None  # an existing index keeps its chunking; change it with Re-index
         with st.expander("Options"):
-            chunk_tokens = st.number_input("Chunk tokens", 16, 254, info.chunking["chunk_tokens"] if info else 200,
-                                           help=h("chunk_tokens"), disabled=locked)  # fmt: skip
-            overlap = st.number_input("Overlap tokens", 0, 127, info.chunking["overlap_tokens"] if info else 40,
-                                      help=h("overlap_tokens"), disabled=locked)  # fmt: skip
+            chunk_tokens = config_number(st, IngestConfig, "chunk_tokens", "Chunk tokens", disabled=locked,
+                                         value=info.chunking["chunk_tokens"] if info else None)  # fmt: skip
+            overlap = config_number(st, IngestConfig, "overlap_tokens", "Overlap tokens", disabled=locked,
+                                    value=info.chunking["overlap_tokens"] if info else None)  # fmt: skip
             text_field = st.text_input("JSON/CSV text field", help=h("text_field"))
-            max_mb = st.number_input("Max file size (MB)", 0.1, 2048.0, 50.0, help=h("max_file_mb"))
+            limits = st.columns(4)
+            max_mb = config_number(limits[0], IngestConfig, "max_file_mb", "Max file size (MB)")
+            max_pages = config_number(limits[1], IngestConfig, "max_pdf_pages", "Max PDF pages")
+            max_records = config_number(limits[2], IngestConfig, "max_records", "Max records (JSON/CSV)")
+            max_text = config_number(limits[3], IngestConfig, "max_text_mb", "Max text per file (MB)")
             models = [m.name for m in registry.list_models(role="embeddings") if m.status == "ready"]
             model = (
                 info.embedding["model"] if info else st.selectbox("Embedding model", models, help=h("embedding_model"))
@@ -80,29 +87,22 @@ class DocumentsPage(Page):
             sources = [folder.strip()] if folder.strip() else []
             if uploads:
                 batch = paths.uploads_dir() / new_ulid()
-                batch.mkdir(parents=True)
-                for upload in uploads:
-                    (batch / safe_name(upload.name)).write_bytes(upload.getvalue())
+                for upload in uploads:  # two uploads of one name become "notes.txt" and "notes (2).txt"
+                    save_upload(batch, upload.name, upload.getvalue())
                 sources.append(str(batch))
             if not sources:
                 st.error("Upload files or give a path first.")
                 return
             try:
-                config = IngestConfig(
-                    index=name or "",
-                    paths=sources,
-                    embedding_model=model,
-                    chunk_tokens=int(chunk_tokens),
-                    overlap_tokens=int(overlap),
-                    text_field=text_field.strip() or None,
-                    max_file_mb=float(max_mb),
-                )
-            except ConfigError as exc:
+                config = IngestConfig(index=name or "", paths=sources, embedding_model=model,
+                                      chunk_tokens=int(chunk_tokens), overlap_tokens=int(overlap),
+                                      text_field=text_field.strip() or None, max_file_mb=float(max_mb),
+                                      max_pdf_pages=int(max_pages), max_records=int(max_records),
+                                      max_text_mb=float(max_text))  # fmt: skip
+                st.session_state[state.DOCS_INGEST_JOB] = ingest.start(config)
+            except WorkbenchError as exc:
                 st.error(str(exc))
                 return
-            st.session_state[state.DOCS_INGEST_JOB] = jobs.launch(
-                "core.rag.ingest", config.to_dict(), f"Ingest into {name}"
-            )
             st.session_state[state.DOCS_SELECT_NEXT] = name
             st.rerun()
 
@@ -156,13 +156,19 @@ class DocumentsPage(Page):
             models = [m.name for m in registry.list_models(role="embeddings") if m.status == "ready"]
             model = st.selectbox("Embedding model", models, index=models.index(info.embedding["model"])
                                  if info.embedding["model"] in models else 0)  # fmt: skip
-            chunk_tokens = st.number_input("Chunk tokens", 16, 254, info.chunking["chunk_tokens"])
-            overlap = st.number_input("Overlap tokens", 0, 127, info.chunking["overlap_tokens"])
+            chunk_tokens = config_number(st, ReindexConfig, "chunk_tokens", "Chunk tokens", key="docs.reindex_chunk",
+                                         value=info.chunking["chunk_tokens"])  # fmt: skip
+            overlap = config_number(st, ReindexConfig, "overlap_tokens", "Overlap tokens", key="docs.reindex_overlap",
+                                    value=info.chunking["overlap_tokens"])  # fmt: skip
             if st.form_submit_button("Re-index", icon=":material/autorenew:"):
-                config = {"name": info.name, "embedding_model": model, "chunk_tokens": int(chunk_tokens),
-                          "overlap_tokens": int(overlap)}  # fmt: skip
-                job = jobs.launch("core.rag.manage", config, f"Re-index {info.name}")
-                st.success(f"Re-index started as job {job}; follow it on the Jobs page.")
+                try:
+                    config = ReindexConfig(name=info.name, embedding_model=model, chunk_tokens=int(chunk_tokens),
+                                           overlap_tokens=int(overlap))  # fmt: skip
+                    job = manage.start_reindex(config)
+                except WorkbenchError as exc:
+                    st.error(str(exc))
+                else:
+                    st.success(f"Re-index started as job {job}; follow it on the Jobs page.")
 
     def _search(self, info: manage.IndexInfo) -> None:
         with st.form("search"):

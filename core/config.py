@@ -118,23 +118,78 @@ class IngestConfig(_Config):
     index: str = _help("Name of the index to create or update (letters, digits, . _ -)")
     paths: list[str] = _help("Files or folders to ingest (folders are read recursively)", default_factory=list)
     embedding_model: str = _help("Registry name of the sentence-transformers model", default="all-minilm-l6-v2")
-    chunk_tokens: int = _help("Chunk size in tokens of the embedding model's tokenizer", default=200)
-    overlap_tokens: int = _help("Tokens shared by consecutive chunks of a text", default=40)
+    chunk_tokens: int = _help("Chunk size in tokens of the embedding model's tokenizer (at most what the model "
+                              "reads: 254 for all-minilm-l6-v2)", default=200, low=16, high=8192)  # fmt: skip
+    overlap_tokens: int = _help("Tokens shared by consecutive chunks of a text (at most half of chunk_tokens)",
+                                default=40, low=0, high=4096)  # fmt: skip
     text_field: str | None = _help(
         "JSON key or CSV column holding the text (default: 'text', else the longest text field)", default=None
     )
-    max_file_mb: float = _help("Files larger than this are refused", default=50.0)
-    batch_size: int = _help("Texts per embedding batch", default=64)
+    max_file_mb: float = _help("Files larger than this are refused before they are read", default=50.0, low=0.01,
+                               high=65536.0, step=1.0)  # fmt: skip
+    max_pdf_pages: int = _help("PDFs with more pages than this are refused", default=2000, low=1, high=1_000_000)
+    max_records: int = _help("JSON, JSONL and CSV files with more records (rows) than this are refused",
+                             default=200_000, low=1, high=100_000_000)  # fmt: skip
+    max_text_mb: float = _help("Files whose extracted text exceeds this many MB (millions of characters) are "
+                               "refused", default=100.0, low=0.01, high=65536.0, step=1.0)  # fmt: skip
+    batch_size: int = _help("Texts per embedding batch", default=64, low=1, high=4096)
 
     def __post_init__(self) -> None:
+        self.check_fields()
         if not INDEX_NAME.fullmatch(self.index or ""):
             raise ConfigError(f"Invalid index name {self.index!r}: use letters, digits, '.', '_' or '-' (max 64)")
-        if not 16 <= self.chunk_tokens <= 8192:
-            raise ConfigError("chunk_tokens must be between 16 and 8192")
-        if not 0 <= self.overlap_tokens < self.chunk_tokens // 2 + 1:
-            raise ConfigError("overlap_tokens must be at least 0 and at most half of chunk_tokens")
-        if self.max_file_mb <= 0 or self.batch_size <= 0:
-            raise ConfigError("max_file_mb and batch_size must be positive")
+        self.check_chunking(self.chunk_tokens, self.overlap_tokens)
+
+    @staticmethod
+    def check_chunking(chunk_tokens: int, overlap_tokens: int) -> None:
+        """Refuse an overlap above half the chunk size (the rule ingest and re-index share).
+
+        A chunk advances by ``chunk_tokens - overlap_tokens`` tokens; with an overlap close to the chunk size
+        every token is embedded many times over, and at or above it the chunker cannot advance at all.
+
+        Raises:
+            ConfigError: Naming both values.
+        """
+        if overlap_tokens > chunk_tokens // 2:
+            raise ConfigError(f"overlap_tokens must be at most half of chunk_tokens ({chunk_tokens // 2} for "
+                              f"chunk_tokens {chunk_tokens}; got {overlap_tokens})")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReindexConfig(_Config):
+    """Rebuild an index from its stored texts, optionally with another embedding model or chunking."""
+
+    name: str = _help("Name of the index to rebuild")
+    embedding_model: str | None = _help("Registry name of the new embedding model (default: the index's own)",
+                                        default=None)  # fmt: skip
+    # The ranges are IngestConfig's own metadata, so the two configs cannot drift apart.
+    chunk_tokens: int | None = field(default=None, metadata={
+        **IngestConfig.__dataclass_fields__["chunk_tokens"].metadata,
+        "help": "New chunk size in tokens (default: the index's own)"})  # fmt: skip
+    overlap_tokens: int | None = field(default=None, metadata={
+        **IngestConfig.__dataclass_fields__["overlap_tokens"].metadata,
+        "help": "New overlap in tokens, at most half the chunk size (default: the index's own)"})  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self.check_fields()
+        if not INDEX_NAME.fullmatch(self.name or ""):
+            raise ConfigError(f"Invalid index name {self.name!r}: use letters, digits, '.', '_' or '-' (max 64)")
+        if self.chunk_tokens is not None and self.overlap_tokens is not None:
+            IngestConfig.check_chunking(self.chunk_tokens, self.overlap_tokens)
+
+    def chunking(self, current: dict) -> dict:
+        """Return the chunking to rebuild with: this config's values over the index's ``current`` ones.
+
+        Raises:
+            ConfigError: If the combination breaks IngestConfig's rule (say a new overlap above half the old size).
+        """
+        chunking = {"chunk_tokens": current["chunk_tokens"], "overlap_tokens": current["overlap_tokens"]}
+        if self.chunk_tokens is not None:
+            chunking["chunk_tokens"] = self.chunk_tokens
+        if self.overlap_tokens is not None:
+            chunking["overlap_tokens"] = self.overlap_tokens
+        IngestConfig.check_chunking(chunking["chunk_tokens"], chunking["overlap_tokens"])
+        return chunking
 
 
 @dataclass(frozen=True)
@@ -152,7 +207,10 @@ class ChatConfig(_Config):
     max_new_tokens: int = _help("Longest reply, in tokens", default=192, low=1, high=4096, step=16)
     min_relevance: float = _help(
         "Least cosine similarity of the best passage for the corpus to count as covering the question",
-        default=0.3, low=-1.0, high=1.0, step=0.05,
+        default=0.3,
+        low=-1.0,
+        high=1.0,
+        step=0.05,
     )
     adapter: str | None = _help("LoRA adapter folder for a transformers model (from a fine-tuning run)", default=None)
 
@@ -181,35 +239,48 @@ class TrainConfig(_Config):
     dataset_format: str = _help(
         "messages (chat), prompt_completion, alpaca (instruction/input/output), columns (choose two), or auto",
         default="auto",
+        choices=DATASET_FORMATS,
     )
     prompt_column: str | None = _help("Column holding the prompt (dataset_format=columns)", default=None)
     completion_column: str | None = _help("Column holding the answer (dataset_format=columns)", default=None)
     system_prompt: str = _help("Instruction put before every conversation that has none (empty: none)", default="")
-    val_fraction: float = _help("Share of the examples held out for validation loss", default=0.1)
-    max_length: int = _help("Longest example in tokens, chat template included", default=512)
-    overlong: str = _help("What to do with longer examples: truncate (keep the start) or drop", default="truncate")
-    lora_r: int = _help("LoRA rank: size of the low-rank update (higher learns more, trains slower)", default=8)
-    lora_alpha: int | None = _help("LoRA scaling alpha (default: twice the rank)", default=None)
-    lora_dropout: float = _help("Dropout on the LoRA input during training", default=0.05)
+    val_fraction: float = _help("Share of the examples held out for validation loss", default=0.1, low=0.0,
+                                high=0.5, step=0.05)  # fmt: skip
+    max_length: int = _help("Longest example in tokens, chat template included", default=512, low=16, high=131072,
+                            step=64)  # fmt: skip
+    overlong: str = _help("What to do with longer examples: truncate (keep the start) or drop", default="truncate",
+                          choices=("truncate", "drop"))  # fmt: skip
+    lora_r: int = _help("LoRA rank: size of the low-rank update (higher learns more, trains slower)", default=8,
+                        low=1, high=512)  # fmt: skip
+    lora_alpha: int | None = _help("LoRA scaling alpha (default: twice the rank)", default=None, low=1, high=2048)
+    lora_dropout: float = _help("Dropout on the LoRA input during training", default=0.05, low=0.0, high=0.9,
+                                step=0.01)  # fmt: skip
     target_modules: list[str] = _help(
         "Layers that get LoRA adapters (default: every attention and MLP projection)",
         default_factory=lambda: list(GEMMA_TARGET_MODULES),
     )
-    learning_rate: float = _help("Peak learning rate of AdamW", default=2e-4)
-    num_train_epochs: float = _help("Passes over the training split (ignored when max_steps > 0)", default=3.0)
-    max_steps: int = _help("Stop after this many optimiser steps (0: train for num_train_epochs)", default=0)
-    batch_size: int = _help("Examples per step on each device", default=4)
-    gradient_accumulation_steps: int = _help("Steps whose gradients are summed before an update", default=1)
-    warmup_ratio: float = _help("Share of the steps with a linearly rising learning rate", default=0.03)
-    lr_scheduler: str = _help("Learning-rate schedule: cosine, linear or constant", default="cosine")
-    weight_decay: float = _help("AdamW weight decay on the LoRA weights", default=0.0)
-    seed: int = _help("Seed for the split, shuffling and LoRA initialisation", default=42)
-    eval_steps: int = _help("Compute validation loss every N steps (0: only at the end)", default=20)
-    save_steps: int = _help("Save a resumable checkpoint every N steps", default=20)
-    save_total_limit: int = _help("Checkpoints kept (older ones are deleted)", default=3)
+    learning_rate: float = _help("Peak learning rate of AdamW", default=2e-4, low=1e-7, high=0.5, step=1e-5)
+    num_train_epochs: float = _help("Passes over the training split (ignored when max_steps > 0)", default=3.0,
+                                    low=0.0, high=100.0, step=0.5)  # fmt: skip
+    max_steps: int = _help("Stop after this many optimiser steps (0: train for num_train_epochs)", default=0, low=0,
+                           high=1_000_000)  # fmt: skip
+    batch_size: int = _help("Examples per step on each device", default=4, low=1, high=512)
+    gradient_accumulation_steps: int = _help("Steps whose gradients are summed before an update", default=1, low=1,
+                                             high=512)  # fmt: skip
+    warmup_ratio: float = _help("Share of the steps with a linearly rising learning rate", default=0.03, low=0.0,
+                                high=0.9, step=0.01)  # fmt: skip
+    lr_scheduler: str = _help("Learning-rate schedule: cosine, linear or constant", default="cosine",
+                              choices=("cosine", "linear", "constant"))  # fmt: skip
+    weight_decay: float = _help("AdamW weight decay on the LoRA weights", default=0.0, low=0.0, high=1.0, step=0.01)
+    seed: int = _help("Seed for the split, shuffling and LoRA initialisation", default=42, low=0, high=2**31 - 1)
+    eval_steps: int = _help("Compute validation loss every N steps (0: only at the end)", default=20, low=0,
+                            high=1_000_000)  # fmt: skip
+    save_steps: int = _help("Save a resumable checkpoint every N steps", default=20, low=1, high=1_000_000)
+    save_total_limit: int = _help("Checkpoints kept (older ones are deleted)", default=3, low=1, high=1000)
     precision: str = _help("auto (bf16 on a GPU that supports it, else fp32), fp32 or bf16; never fp16, which "
-                           "overflows in Gemma 3", default="auto")  # fmt: skip
-    quantization: str = _help("Load the base in 4bit or 8bit with bitsandbytes (QLoRA; CUDA only)", default="none")
+                           "overflows in Gemma 3", default="auto", choices=PRECISIONS)  # fmt: skip
+    quantization: str = _help("Load the base in 4bit or 8bit with bitsandbytes (QLoRA; CUDA only)", default="none",
+                              choices=QUANTIZATIONS)  # fmt: skip
     gradient_checkpointing: bool = _help(
         "Recompute activations in the backward pass: less GPU memory, about a third slower", default=False
     )
@@ -223,53 +294,29 @@ class TrainConfig(_Config):
         "Prompts answered by the base and the tuned model after training (default: validation prompts)",
         default_factory=list,
     )
-    n_samples: int = _help("How many side-by-side samples to generate after training (0: none)", default=3)
-    sample_max_new_tokens: int = _help("Longest sample answer, in tokens", default=96)
+    n_samples: int = _help("How many side-by-side samples to generate after training (0: none)", default=3, low=0,
+                           high=20)  # fmt: skip
+    sample_max_new_tokens: int = _help("Longest sample answer, in tokens", default=96, low=1, high=2048, step=16)
     run_name: str = _help("Label of the run (default: base model and dataset file)", default="")
 
     def __post_init__(self) -> None:
+        # These two refusals say why, so they come before the generic range and choice check, which would only
+        # name the allowed values.
+        if self.precision == "fp16":
+            raise ConfigError("fp16 is refused: Gemma 3 activations overflow in fp16; use bf16 on a GPU or fp32")
+        if isinstance(self.lora_r, int) and self.lora_r < 1:
+            raise ConfigError(f"LoRA rank must be at least 1 (got {self.lora_r}): rank 0 trains nothing")
+        self.check_fields()
         if not self.base_model:
             raise ConfigError("Choose a base model")
         if not self.dataset:
             raise ConfigError("Choose a dataset file")
-        if self.dataset_format not in DATASET_FORMATS:
-            raise ConfigError(f"dataset_format must be one of {', '.join(DATASET_FORMATS)}")
         if self.dataset_format == "columns" and not (self.prompt_column and self.completion_column):
             raise ConfigError("dataset_format=columns needs prompt_column and completion_column")
-        if not 0.0 <= self.val_fraction <= 0.5:
-            raise ConfigError("val_fraction must be between 0 and 0.5")
-        if not 16 <= self.max_length <= 131072:
-            raise ConfigError("max_length must be between 16 and 131072 tokens")
-        if self.overlong not in ("truncate", "drop"):
-            raise ConfigError("overlong must be 'truncate' or 'drop'")
-        if self.lora_r <= 0:
-            raise ConfigError(f"LoRA rank must be at least 1 (got {self.lora_r}): rank 0 trains nothing")
-        if self.lora_alpha is not None and self.lora_alpha <= 0:
-            raise ConfigError("lora_alpha must be positive")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ConfigError("lora_dropout must be in [0, 1)")
         if not self.target_modules:
             raise ConfigError("Choose at least one target module for LoRA")
-        if not 0 < self.learning_rate < 1:
-            raise ConfigError("learning_rate must be between 0 and 1")
-        if self.max_steps < 0 or (self.max_steps == 0 and self.num_train_epochs <= 0):
+        if self.max_steps == 0 and self.num_train_epochs <= 0:
             raise ConfigError("Set num_train_epochs > 0 or max_steps > 0")
-        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ConfigError("batch_size and gradient_accumulation_steps must be at least 1")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError("warmup_ratio must be in [0, 1)")
-        if self.lr_scheduler not in ("cosine", "linear", "constant"):
-            raise ConfigError("lr_scheduler must be cosine, linear or constant")
-        if self.eval_steps < 0 or self.save_steps < 1 or self.save_total_limit < 1:
-            raise ConfigError("eval_steps must be >= 0, save_steps and save_total_limit >= 1")
-        if self.precision == "fp16":
-            raise ConfigError("fp16 is refused: Gemma 3 activations overflow in fp16; use bf16 on a GPU or fp32")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.quantization not in QUANTIZATIONS:
-            raise ConfigError(f"quantization must be one of {', '.join(QUANTIZATIONS)}")
-        if not 0 <= self.n_samples <= 20 or not 1 <= self.sample_max_new_tokens <= 2048:
-            raise ConfigError("n_samples must be 0..20 and sample_max_new_tokens 1..2048")
 
     @property
     def alpha(self) -> int:

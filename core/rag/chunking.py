@@ -95,7 +95,13 @@ def chunk_units(
 
     Returns:
         Chunks in document order.
+
+    Raises:
+        ValueError: If the overlap is not smaller than the chunk: the window could not advance, and long sentences
+            would be lost (configs refuse this earlier, with a message: ``IngestConfig.check_chunking``).
     """
+    if not 0 <= overlap_tokens < chunk_tokens:
+        raise ValueError(f"overlap_tokens {overlap_tokens} must be >= 0 and below chunk_tokens {chunk_tokens}")
     chunks = []
     for unit in units:
         for start, end in _spans(unit.text, counter, chunk_tokens, overlap_tokens):

@@ -1,12 +1,19 @@
-"""``workbench ingest``, ``workbench search`` and ``workbench index ...``."""
+"""``workbench ingest``, ``workbench search`` and ``workbench index ...``.
+
+Exit codes: 0 done, 2 refused (bad config, no such index, ...), 4 ingest done but some files had errors.
+"""
 
 import argparse
 
-from core.cliutil import add_command, emit, out
-from core.config import IngestConfig
+from core.cliutil import add_command, config_option, emit, out
+from core.config import IngestConfig, ReindexConfig
 from core.rag import manage
 from core.rag.ingest import ingest
 from core.rag.retrieve import MODES
+
+# The IngestConfig fields that `workbench ingest` takes as flags (names and defaults come from the config).
+INGEST_OPTIONS = ("embedding_model", "chunk_tokens", "overlap_tokens", "text_field", "max_file_mb", "max_pdf_pages",
+                  "max_records", "max_text_mb", "batch_size")  # fmt: skip
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -26,15 +33,7 @@ def _ingest(args: argparse.Namespace) -> int:
         else:
             out(f"[{fraction * 100:5.1f}%] {message}")
 
-    config = IngestConfig(
-        index=args.index,
-        paths=args.paths,
-        embedding_model=args.embedding_model,
-        chunk_tokens=args.chunk_tokens,
-        overlap_tokens=args.overlap_tokens,
-        text_field=args.text_field,
-        max_file_mb=args.max_file_mb,
-    )
+    config = IngestConfig(index=args.index, paths=args.paths, **{name: getattr(args, name) for name in INGEST_OPTIONS})
     report = ingest(config, progress=progress)
     human = (
         f"index {report.index}: {report.chunks_added} chunks added, {report.chunks_removed} removed, "
@@ -87,8 +86,9 @@ def _delete_doc(args: argparse.Namespace) -> int:
 
 
 def _reindex(args: argparse.Namespace) -> int:
-    result = manage.reindex(args.name, args.embedding_model, args.chunk_tokens, args.overlap_tokens,
-                            progress=None if args.json else lambda f, m: out(f"[{f * 100:5.1f}%] {m}"))  # fmt: skip
+    config = ReindexConfig(name=args.name, embedding_model=args.embedding_model, chunk_tokens=args.chunk_tokens,
+                           overlap_tokens=args.overlap_tokens)  # fmt: skip
+    result = manage.reindex(config, progress=None if args.json else lambda f, m: out(f"[{f * 100:5.1f}%] {m}"))
     emit(args, result, f"re-indexed {args.name}: {result['chunks']} chunks in {result['seconds']:.1f} s")
     return 0
 
@@ -99,11 +99,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     p = add_command(groups, "ingest", _ingest, "add files or folders to a named index (unchanged files are skipped)")
     p.add_argument("paths", nargs="+", help=h("paths"))
     p.add_argument("--index", required=True, help=h("index"))
-    p.add_argument("--embedding-model", default="all-minilm-l6-v2", help=h("embedding_model"))
-    p.add_argument("--chunk-tokens", type=int, default=200, help=h("chunk_tokens"))
-    p.add_argument("--overlap-tokens", type=int, default=40, help=h("overlap_tokens"))
-    p.add_argument("--text-field", help=h("text_field"))
-    p.add_argument("--max-file-mb", type=float, default=50.0, help=h("max_file_mb"))
+    for name in INGEST_OPTIONS:
+        config_option(p, IngestConfig, name)  # --embedding-model, --chunk-tokens, ... with the config's defaults
 
     p = add_command(groups, "search", _search, "hybrid (dense + BM25) search of an index")
     p.add_argument("query")
@@ -120,7 +117,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p.add_argument("source", help="the document's name in the index (see `index show`)")
     p = add_command(index, "reindex", _reindex, "rebuild from stored texts (new embedding model or chunking)")
-    p.add_argument("name")
-    p.add_argument("--embedding-model")
-    p.add_argument("--chunk-tokens", type=int)
-    p.add_argument("--overlap-tokens", type=int)
+    p.add_argument("name", help=ReindexConfig.help("name"))
+    config_option(p, ReindexConfig, "embedding_model", type=str)
+    config_option(p, ReindexConfig, "chunk_tokens", type=int)
+    config_option(p, ReindexConfig, "overlap_tokens", type=int)

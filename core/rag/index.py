@@ -9,8 +9,9 @@ Layout of ``indices/<name>/``::
         docs.jsonl         the text of every page/record (context view and re-index without the original files)
         bm25/              bm25s index (numpy arrays + JSON vocabulary; no pickle)
 
-A writer builds a new ``gen-*`` folder, then swaps ``manifest.json`` atomically to point at it; readers always
-see a complete generation. Older generations are removed after the swap.
+A writer builds a new ``gen-*`` folder, flushes it to disk, then swaps ``manifest.json`` atomically to point at
+it; readers always see a complete generation. The previous generation is kept until the next commit, so a reader
+that read the old manifest a moment ago can still open its files; older ones are removed after the swap.
 """
 
 import fcntl
@@ -29,7 +30,7 @@ import numpy as np
 from core import paths
 from core.config import INDEX_NAME
 from core.errors import WorkbenchError
-from core.fileio import atomic_write_json, read_json, read_jsonl
+from core.fileio import JsonlError, atomic_write_json, fsync_path, read_json, read_jsonl
 
 logger = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG on its own handler
@@ -124,7 +125,8 @@ def exists(name: str) -> bool:
 
 def list_names() -> list[str]:
     """Names of all committed indices, sorted."""
-    return sorted(p.parent.name for p in paths.indices_dir().glob("*/manifest.json"))
+    found = (p.parent.name for p in paths.indices_dir().glob("*/manifest.json"))
+    return sorted(name for name in found if INDEX_NAME.fullmatch(name))
 
 
 def read_manifest(name: str) -> dict:
@@ -136,7 +138,17 @@ def read_manifest(name: str) -> dict:
     path = index_dir(name) / "manifest.json"
     if not path.exists():
         raise RagIndexError(f"No index named {name!r}")
-    return read_json(path)
+    try:
+        manifest = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:  # written atomically, so only a hand edit or a disk fault
+        raise RagIndexError(
+            f"Index {name}'s manifest.json is damaged ({exc}); delete the index and ingest again"
+        ) from exc
+    if not isinstance(manifest, dict) or "generation" not in manifest:
+        raise RagIndexError(
+            f"Index {name}'s manifest.json is damaged (no generation); delete the index and ingest again"
+        )
+    return manifest
 
 
 def new_state(name: str, embedding: dict, chunking: dict) -> IndexState:
@@ -164,22 +176,23 @@ def new_state(name: str, embedding: dict, chunking: dict) -> IndexState:
     return IndexState(name, manifest, vectors, [], [], None)
 
 
-def load(name: str) -> IndexState:
-    """Load the current generation of an index.
+def load(name: str, manifest: dict | None = None) -> IndexState:
+    """Load the current generation of an index, or the one a manifest read earlier points at.
 
     Args:
         name: Index name.
+        manifest: A manifest read a moment ago (its generation stays on disk until the commit after next).
 
     Returns:
         The state.
 
     Raises:
-        RagIndexError: If the index does not exist or its files are damaged.
+        RagIndexError: If the index or that generation does not exist, or its files are damaged.
     """
     import bm25s
     import faiss
 
-    manifest = read_manifest(name)
+    manifest = manifest if manifest is not None else read_manifest(name)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise RagIndexError(f"Index {name} has format {manifest.get('format_version')}; re-index required")
     gen_dir = index_dir(name) / _gen_name(manifest["generation"])
@@ -188,7 +201,7 @@ def load(name: str) -> IndexState:
         chunks = read_jsonl(gen_dir / "chunks.jsonl")
         docs = read_jsonl(gen_dir / "docs.jsonl")
         bm25 = bm25s.BM25.load(str(gen_dir / "bm25"), mmap=False) if chunks else None
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError, JsonlError) as exc:
         raise RagIndexError(f"Index {name} generation {manifest['generation']} is damaged: {exc}") from exc
     if vectors.ntotal != len(chunks):
         raise RagIndexError(f"Index {name} is inconsistent: {vectors.ntotal} vectors for {len(chunks)} chunks")
@@ -229,9 +242,17 @@ def commit(state: IndexState) -> IndexState:
         "chunks": len(state.chunks),
         "size_bytes": sum(f.stat().st_size for f in gen_dir.rglob("*") if f.is_file()),
     }
+    # Every file and folder of the generation reaches the disk before the manifest names it: after a power cut the
+    # manifest must never point at a folder whose files were still only in the page cache.
+    fsync_path(gen_dir, tree=True)
+    fsync_path(root)
     atomic_write_json(root / "manifest.json", manifest)
+    fsync_path(root)  # the rename of manifest.json itself
+    # Keep the generation the manifest named until now (readers may be opening it); older ones and the leftovers
+    # of crashed writers go.
+    keep = {gen_dir.name, _gen_name(current)}
     for old in root.glob("gen-*"):
-        if old.name != gen_dir.name:
+        if old.name not in keep:
             shutil.rmtree(old, ignore_errors=True)
     return IndexState(state.name, manifest, state.vectors, state.chunks, state.docs, bm25)
 
@@ -281,7 +302,12 @@ def delete_index(name: str) -> None:
 
 @contextmanager
 def lock(name: str) -> Iterator[None]:
-    """Hold the index's writer lock (one ingest, delete or re-index at a time)."""
+    """Hold the index's writer lock (one ingest, delete or re-index at a time).
+
+    Raises:
+        RagIndexError: If the name is not a valid index name (checked before any file is opened).
+    """
+    index_dir(name)  # validates: the lock file's name is built from it
     lock_file = paths.indices_dir() / f".{name}.lock"
     with open(lock_file, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

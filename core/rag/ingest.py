@@ -1,25 +1,29 @@
 """Ingest files into a named index: load, chunk, embed, store; unchanged files are skipped, changed ones replaced.
 
 A bad file is reported in its own result and never stops the others or touches what the index already holds.
-``python -m core.rag.ingest CONFIG.json`` runs :func:`ingest` as a job.
+``python -m core.rag.ingest CONFIG.json`` runs :func:`ingest` as a job; :func:`start` launches one.
 """
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core import jobs
 from core.config import IngestConfig
 from core.rag import index as store
 from core.rag.chunking import TokenCounter, chunk_units
 from core.rag.embed import Embedder
-from core.rag.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions, load_file
+from core.rag.loaders import SUPPORTED_SUFFIXES, LoadError, LoadOptions, load_file, read_file
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[..., None]
+JOB_MODULE = "core.rag.ingest"
+# A cancel (SIGTERM) interrupts the child at its next Python bytecode: at worst one embedding batch or one PDF page
+# finishes first, about a second. Being killed later is harmless too: the last committed generation stays.
+STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -74,7 +78,11 @@ def discover(paths: list[str]) -> list[tuple[str, Path]]:
     found = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError:  # a name too long for the file system, say: reported as that path's error by ingest
+            is_dir = False
+        if is_dir:
             for file in sorted(path.rglob("*")):
                 rel = file.relative_to(path)
                 if file.is_file() and not any(part.startswith(".") for part in rel.parts):
@@ -82,6 +90,21 @@ def discover(paths: list[str]) -> list[tuple[str, Path]]:
         else:
             found.append((path.name, path))
     return found
+
+
+def start(config: IngestConfig) -> str:
+    """Run :func:`ingest` as a background job (``python -m core.rag.ingest config.json``).
+
+    Args:
+        config: What to ingest where.
+
+    Returns:
+        The job id; per-file results arrive as ``item`` events, the :class:`IngestReport` as its result.
+
+    Raises:
+        JobError: If the job process cannot be started.
+    """
+    return jobs.launch(JOB_MODULE, config.to_dict(), f"Ingest into {config.index}", stop_grace_s=STOP_GRACE_S)
 
 
 def ingest(config: IngestConfig, progress: Progress | None = None, embedder: Embedder | None = None) -> IngestReport:
@@ -107,7 +130,7 @@ def ingest(config: IngestConfig, progress: Progress | None = None, embedder: Emb
     embedder = embedder or Embedder(config.embedding_model)
     chunking = {"chunk_tokens": config.chunk_tokens, "overlap_tokens": config.overlap_tokens}
     counter = TokenCounter(embedder.tokenizer_file)
-    options = LoadOptions(text_field=config.text_field, max_file_mb=config.max_file_mb)
+    options = LoadOptions.from_config(config)
     with store.lock(config.index):
         # Only the manifest is needed to skip unchanged files; the vectors and the model load when there is work.
         manifest = store.read_manifest(config.index) if store.exists(config.index) else None
@@ -117,7 +140,7 @@ def ingest(config: IngestConfig, progress: Progress | None = None, embedder: Emb
         results, pending, seen = [], [], set()
         for number, (source, path) in enumerate(files, start=1):
             t0 = time.perf_counter()
-            result, chunks, docs, record = _prepare_file(source, path, known, counter, config, options, seen)
+            result, chunks, docs, record = _prepare_isolated(source, path, known, counter, config, options, seen)
             timings["load_chunk_s"] += time.perf_counter() - t0
             results.append(result)
             if chunks is not None:
@@ -168,8 +191,27 @@ def ingest(config: IngestConfig, progress: Progress | None = None, embedder: Emb
     return out
 
 
+def _prepare_isolated(source, path, *args):
+    """Run :func:`_prepare_file` so that nothing one file does, whatever it raises, stops the others.
+
+    The loaders turn every failure they know into a LoadError with a message; this catches the rest (a parser
+    bug, a RecursionError, MemoryError) and makes it that file's error. The traceback is logged at DEBUG only:
+    the CLI and the job log (shown on the Documents page) carry the one-line reason.
+    """
+    try:
+        return _prepare_file(source, path, *args)
+    except jobs.JobCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as this file's error; the other files go on
+        detail = " ".join(str(exc).split())[:200]
+        message = f"Could not read this file ({type(exc).__name__}{': ' + detail if detail else ''})"
+        logger.warning("%s: %s", path, message)
+        logger.debug("Traceback of the failure on %s", path, exc_info=exc)
+        return FileResult(source, str(path), "error", message=message), None, None, None
+
+
 def _prepare_file(source, path, known, counter, config, options, seen):
-    """Return (result, chunks or None, docs, manifest record) for one file; never raises for bad input."""
+    """Return (result, chunks or None, docs, manifest record) for one file; a LoadError becomes its result."""
     if source in seen:
         return FileResult(source, str(path), "error", message="Another file in this batch has the same name"), *(
             None,
@@ -183,17 +225,17 @@ def _prepare_file(source, path, known, counter, config, options, seen):
         )
         return FileResult(source, str(path), "skipped", message=message), None, None, None
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        return FileResult(source, str(path), "error", message=f"Cannot read the file: {exc}"), None, None, None
-    sha = hashlib.sha256(raw).hexdigest()
+        # stat() first: an oversized file is refused unread; otherwise it is read once, hashed on the way.
+        raw, sha = read_file(path, options.max_file_mb)
+    except LoadError as exc:
+        return FileResult(source, str(path), "error", message=str(exc)), None, None, None
     load_opts = {"text_field": config.text_field}
     previous = known.get(source)
     if previous and previous["sha256"] == sha and previous.get("options") == load_opts:
         result = FileResult(source, str(path), "unchanged", previous["pages"], previous["chunks"], "Unchanged")
         return result, None, None, None
     try:
-        loaded = load_file(path, options)
+        loaded = load_file(path, options, data=raw)
     except LoadError as exc:
         return FileResult(source, str(path), "error", message=str(exc)), None, None, None
     chunks = chunk_units(loaded.units, source, counter, config.chunk_tokens, config.overlap_tokens)
@@ -233,7 +275,6 @@ def _check_compatible(name: str, manifest: dict, embedder: Embedder, chunking: d
 
 
 if __name__ == "__main__":
-    from core import jobs
 
     def _work(config: dict, reporter: jobs.Reporter) -> dict:
         def progress(fraction, message, item=None):

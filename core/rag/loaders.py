@@ -1,23 +1,27 @@
 """Read TXT/Markdown, PDF, JSON/JSONL and CSV files into text units (a PDF page, a JSON record, a CSV row, a file).
 
-Every failure is a :class:`LoadError` with a message written for the user; callers report it per file and go on.
+Every failure the loaders know is a :class:`LoadError` with a message written for the user; callers report it
+per file and go on (ingest turns any other exception of one file into that file's error as well).
 """
 
 import csv
+import hashlib
 import io
 import json
-import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.config import IngestConfig
 from core.errors import WorkbenchError
+from core.uploads import safe_name  # noqa: F401 - its old home; the Fine-tune page still imports it from here
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".json", ".jsonl", ".csv"}
-DEFAULT_MAX_FILE_MB = 50.0
-# Fields tried, in order, as a record's title (prepended to its text) when the text field is chosen automatically.
+MAX_JSON_DEPTH = 64  # deeper records are refused: writing them back (docs.jsonl) could hit Python's recursion limit
+READ_BLOCK = 1 << 20
 WESTERN_PUNCTUATION = set("°±·–—‘’“”…€£§©®µ×÷«»¿¡ ")
+# Fields tried, in order, as a record's title (prepended to its text) when the text field is chosen automatically.
 TITLE_FIELDS = ("title", "term", "name", "question", "heading")
 
 
@@ -35,12 +39,30 @@ class Unit:
     metadata: dict = field(default_factory=dict)
 
 
+def _default(name: str):
+    return IngestConfig.spec(name).default
+
+
 @dataclass(frozen=True)
 class LoadOptions:
-    """How structured files are read."""
+    """How structured files are read, and the limits that refuse a file before it costs too much."""
 
     text_field: str | None = None  # JSON key / CSV column holding the text; None: "text", else the longest field
-    max_file_mb: float = DEFAULT_MAX_FILE_MB
+    max_file_mb: float = _default("max_file_mb")
+    max_pdf_pages: int = _default("max_pdf_pages")
+    max_records: int = _default("max_records")
+    max_text_mb: float = _default("max_text_mb")
+
+    @classmethod
+    def from_config(cls, config: IngestConfig) -> "LoadOptions":
+        """Return the options an ingest config asks for."""
+        return cls(config.text_field, config.max_file_mb, config.max_pdf_pages, config.max_records,
+                   config.max_text_mb)  # fmt: skip
+
+    @property
+    def max_text_chars(self) -> int:
+        """The extracted-text limit in characters."""
+        return int(self.max_text_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -52,35 +74,71 @@ class LoadedFile:
     notes: list[str] = field(default_factory=list)
 
 
-def safe_name(name: str) -> str:
-    """Turn an uploaded file name into a harmless base name (no folders, no ``..``, no control characters).
+def read_file(path: Path, max_file_mb: float) -> tuple[bytes, str]:
+    """Read a file once, in blocks, computing its sha256 on the way; refuse it if it is over ``max_file_mb``.
 
-    Args:
-        name: The name as the browser or user gave it, e.g. ``../../etc/passwd.txt``.
-
-    Returns:
-        A name such as ``passwd.txt``; never empty, never starting with a dot.
-    """
-    base = re.split(r"[\\/]", name)[-1]
-    base = unicodedata.normalize("NFC", base)
-    base = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*')
-    base = base.strip().lstrip(".").strip()
-    return base[:200] or "unnamed"
-
-
-def load_file(path: Path, options: LoadOptions | None = None) -> LoadedFile:
-    """Read one file into text units.
+    The size is checked with ``stat()`` before anything is read, and again while reading (a file that grows).
 
     Args:
         path: The file.
-        options: Text field for JSON/CSV and the size limit.
+        max_file_mb: The size limit in MB.
+
+    Returns:
+        (content, sha256 hex digest).
+
+    Raises:
+        LoadError: If the file cannot be read, is empty or is over the limit.
+    """
+    check_size(path, max_file_mb)
+    max_bytes = max_file_mb * 1024 * 1024
+    digest, blocks, total = hashlib.sha256(), [], 0
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(READ_BLOCK):
+                total += len(block)
+                if total > max_bytes:
+                    raise LoadError(f"The file grew past the {max_file_mb:g} MB limit while being read")
+                digest.update(block)
+                blocks.append(block)
+    except OSError as exc:
+        raise LoadError(f"Cannot read the file: {exc.strerror or exc}") from exc
+    return b"".join(blocks), digest.hexdigest()
+
+
+def check_size(path: Path, max_file_mb: float) -> int:
+    """Refuse an empty file or one over ``max_file_mb`` from its ``stat()`` alone (nothing is read).
+
+    Returns:
+        The size in bytes.
+
+    Raises:
+        LoadError: If the file cannot be stat'ed, is empty or is over the limit.
+    """
+    try:
+        size = Path(path).stat().st_size
+    except OSError as exc:
+        raise LoadError(f"Cannot read the file: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise LoadError("The file is empty (0 bytes)")
+    if size > max_file_mb * 1024 * 1024:
+        raise LoadError(f"The file is {size / 1024 / 1024:.1f} MB, over the {max_file_mb:g} MB limit (max_file_mb)")
+    return size
+
+
+def load_file(path: Path, options: LoadOptions | None = None, data: bytes | None = None) -> LoadedFile:
+    """Read one file into text units.
+
+    Args:
+        path: The file (its suffix chooses the format).
+        options: Text field for JSON/CSV and the limits.
+        data: The file's content when the caller has already read it (see :func:`read_file`); read otherwise.
 
     Returns:
         The units and notes.
 
     Raises:
         LoadError: For an unsupported type, an empty, binary, oversized, corrupt or encrypted file, invalid
-            JSON/CSV, or a missing text field.
+            JSON/CSV, a missing text field, or more pages, records or text than the limits allow.
     """
     options = options or LoadOptions()
     path = Path(path)
@@ -88,19 +146,16 @@ def load_file(path: Path, options: LoadOptions | None = None) -> LoadedFile:
     if suffix not in SUPPORTED_SUFFIXES:
         supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
         raise LoadError(f"Unsupported file type '{suffix or path.name}'; supported: {supported}")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise LoadError(f"Cannot read the file: {exc.strerror or exc}") from exc
-    if size == 0:
+    if data is None:
+        data, _ = read_file(path, options.max_file_mb)
+    elif not data:
         raise LoadError("The file is empty (0 bytes)")
-    if size > options.max_file_mb * 1024 * 1024:
-        raise LoadError(f"The file is {size / 1024 / 1024:.1f} MB, over the {options.max_file_mb:g} MB limit")
     if suffix == ".pdf":
-        return _load_pdf(path)
-    text, encoding = decode_text(path.read_bytes())
+        return _load_pdf(data, options)
+    text, encoding = decode_text(data)
     notes = [] if encoding in ("utf-8", "ascii") else [f"decoded as {encoding}"]
     if suffix in TEXT_SUFFIXES:
+        _check_text(len(text), options)
         if not text.strip():
             raise LoadError("The file holds no text (only whitespace)")
         return LoadedFile([Unit(text)], "markdown" if suffix != ".txt" else "text", notes)
@@ -109,19 +164,50 @@ def load_file(path: Path, options: LoadOptions | None = None) -> LoadedFile:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise LoadError(f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise LoadError(f"The JSON is nested too deeply to read (at most {MAX_JSON_DEPTH} levels)") from exc
         records = data if isinstance(data, list) else [data]
+        _check_records(len(records), options)
         return _records(records, options, "json", notes)
     if suffix == ".jsonl":
         records = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
+            _check_records(len(records) + 1, options)
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise LoadError(f"Invalid JSON on line {number}: {exc.msg}") from exc
+            except RecursionError as exc:
+                raise LoadError(f"Line {number} is nested too deeply to read (max {MAX_JSON_DEPTH} levels)") from exc
         return _records(records, options, "jsonl", notes)
     return _load_csv(text, options, notes)
+
+
+def _check_records(count: int, options: LoadOptions) -> None:
+    if count > options.max_records:
+        raise LoadError(f"The file holds more than {options.max_records:,} records, over the limit (max_records); "
+                        "split it or raise the limit")  # fmt: skip
+
+
+def _check_text(chars: int, options: LoadOptions) -> None:
+    if chars > options.max_text_chars:
+        raise LoadError(f"The file holds more than {options.max_text_mb:g} MB of text, over the limit (max_text_mb); "
+                        "split it or raise the limit")  # fmt: skip
+
+
+def _depth(value) -> int:
+    """Nesting depth of a decoded JSON value, without recursion (deep input must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def decode_text(raw: bytes) -> tuple[str, str]:
@@ -138,7 +224,12 @@ def decode_text(raw: bytes) -> tuple[str, str]:
     """
     for bom, encoding in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
         if raw.startswith(bom):
-            return raw.decode(encoding), encoding
+            try:
+                return raw.decode(encoding), encoding
+            except UnicodeDecodeError as exc:  # an odd byte count in UTF-16, invalid bytes after a UTF-8 BOM
+                name = "UTF-8" if encoding == "utf-8-sig" else "UTF-16"
+                raise LoadError(f"The file starts with a {name} byte-order mark but is not valid {name} "
+                                f"({exc.reason} at byte {exc.start}); save it again as {name}") from exc  # fmt: skip
     sample = raw[:4096]
     if sample.count(0) > len(sample) // 10:
         # ASCII-range text in UTF-16 without a BOM has a zero in every other byte; other NULs mean binary data.
@@ -197,12 +288,12 @@ def _utf16_without_bom(sample: bytes) -> str | None:
     return None
 
 
-def _load_pdf(path: Path) -> LoadedFile:
+def _load_pdf(data: bytes, options: LoadOptions) -> LoadedFile:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             # Many PDFs are "encrypted" with an empty user password and open normally; others need a password.
             try:
@@ -211,16 +302,22 @@ def _load_pdf(path: Path) -> LoadedFile:
                 raise LoadError(f"The PDF is encrypted and cannot be opened: {exc}") from exc
             if not opened:
                 raise LoadError("The PDF is password-protected; remove the password and upload it again")
-        units, empty = [], []
+        n_pages = len(reader.pages)
+        if n_pages > options.max_pdf_pages:
+            raise LoadError(f"The PDF has {n_pages:,} pages, over the limit of {options.max_pdf_pages:,} "
+                            "(max_pdf_pages); split it or raise the limit")  # fmt: skip
+        units, empty, chars = [], [], 0
         for number, page in enumerate(reader.pages, start=1):
             text = (page.extract_text() or "").strip()
+            chars += len(text)
+            _check_text(chars, options)  # page by page: a small PDF can inflate to far more text than its size
             if text:
                 units.append(Unit(text, page=number))
             else:
                 empty.append(number)
     except LoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
         raise LoadError(f"The PDF is corrupt or not a PDF ({type(exc).__name__}: {exc})") from exc
     if not units:
         raise LoadError("The PDF has no text layer (scanned images?); OCR is not supported, so nothing was indexed")
@@ -235,6 +332,9 @@ def _records(records: list, options: LoadOptions, fmt: str, notes: list[str]) ->
         raise LoadError("The file holds no records")
     if not all(isinstance(r, dict) for r in records):
         raise LoadError('Expected a list of objects (one object per document), e.g. [{"text": "..."}]')
+    for number, record in enumerate(records, start=1):
+        if _depth(record) > MAX_JSON_DEPTH:
+            raise LoadError(f"Record {number} is nested more than {MAX_JSON_DEPTH} levels deep; flatten it")
     return _units_from_rows(records, options, fmt, notes, kind="field")
 
 
@@ -244,8 +344,11 @@ def _load_csv(text: str, options: LoadOptions, notes: list[str]) -> LoadedFile:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t") if sample.count("\n") else csv.excel
     except csv.Error:
         dialect = csv.excel
+    rows = []
     try:
-        rows = list(csv.DictReader(io.StringIO(text), dialect=dialect))
+        for row in csv.DictReader(io.StringIO(text), dialect=dialect):
+            _check_records(len(rows) + 1, options)
+            rows.append(row)
     except csv.Error as exc:
         raise LoadError(f"Invalid CSV: {exc}") from exc
     if not rows:
@@ -269,7 +372,7 @@ def _units_from_rows(rows: list[dict], options: LoadOptions, fmt: str, notes: li
         field_name = max(lengths, key=lengths.get)
         title = next((t for t in TITLE_FIELDS if t in keys and t != field_name), None)
         notes.append(f"text {kind} chosen automatically: '{field_name}'" + (f" (title: '{title}')" if title else ""))
-    units, skipped = [], 0
+    units, skipped, chars = [], 0, 0
     for number, row in enumerate(rows, start=1):
         value = row.get(field_name)
         body = value if isinstance(value, str) else ("" if value is None else json.dumps(value, ensure_ascii=False))
@@ -278,6 +381,8 @@ def _units_from_rows(rows: list[dict], options: LoadOptions, fmt: str, notes: li
         if not body.strip():
             skipped += 1
             continue
+        chars += len(body)
+        _check_text(chars, options)
         metadata = {str(k): v for k, v in row.items() if k not in (field_name, None)}
         units.append(Unit(body, record=number, metadata=metadata))
     if not units:

@@ -1,19 +1,28 @@
 """Index management and search: list, inspect, delete a document or an index, re-index, search, passage context.
 
-``python -m core.rag.manage CONFIG.json`` runs :func:`reindex` as a job (``{"index", "embedding_model", ...}``).
+``python -m core.rag.manage CONFIG.json`` runs :func:`reindex` as a job (a :class:`ReindexConfig` as JSON:
+``{"name", "embedding_model", "chunk_tokens", "overlap_tokens"}``); :func:`start_reindex` launches one.
 """
 
 import logging
 import time
 from dataclasses import asdict, dataclass
 
+from core import jobs
+from core.config import ReindexConfig
 from core.rag import index as store
 from core.rag.chunking import TokenCounter, chunk_units
 from core.rag.embed import Embedder
 from core.rag.loaders import Unit
+from core.rag.opening import open_index
 from core.rag.retrieve import Hit, retrieve
 
 logger = logging.getLogger(__name__)
+
+JOB_MODULE = "core.rag.manage"
+# SIGTERM interrupts a re-index between Python bytecodes (one document's embedding at worst); the old generation
+# serves searches until the new one is committed, so a kill at any point loses nothing.
+STOP_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -57,9 +66,25 @@ def inspect_index(name: str) -> IndexInfo:
     )
 
 
-def list_indices() -> list[IndexInfo]:
-    """Describe every index, sorted by name."""
-    return [inspect_index(name) for name in store.list_names()]
+def list_indices(errors: list[str] | None = None) -> list[IndexInfo]:
+    """Describe every index, sorted by name.
+
+    Args:
+        errors: When given, an index whose manifest is damaged is left out and its error appended here (so one bad
+            index does not hide the others); when None, the first such error is raised.
+
+    Raises:
+        RagIndexError: A damaged manifest, when ``errors`` is None.
+    """
+    infos = []
+    for name in store.list_names():
+        try:
+            infos.append(inspect_index(name))
+        except store.RagIndexError as exc:
+            if errors is None:
+                raise
+            errors.append(str(exc))
+    return infos
 
 
 def delete_document(name: str, source: str) -> int:
@@ -84,22 +109,33 @@ def delete_document(name: str, source: str) -> int:
     return removed
 
 
-def reindex(
-    name: str,
-    embedding_model: str | None = None,
-    chunk_tokens: int | None = None,
-    overlap_tokens: int | None = None,
-    progress=None,
-) -> dict:
+def start_reindex(config: ReindexConfig) -> str:
+    """Run :func:`reindex` as a background job (``python -m core.rag.manage config.json``).
+
+    The index and the new chunking are checked first, so a bad request is refused here, not by a failed job.
+
+    Args:
+        config: Which index to rebuild, and how.
+
+    Returns:
+        The job id.
+
+    Raises:
+        RagIndexError: If there is no such index.
+        ConfigError: If the new chunking breaks the rules (say an overlap above half of the index's chunk size).
+        JobError: If the job process cannot be started.
+    """
+    config.chunking(store.read_manifest(config.name)["chunking"])
+    return jobs.launch(JOB_MODULE, config.to_dict(), f"Re-index {config.name}", stop_grace_s=STOP_GRACE_S)
+
+
+def reindex(config: ReindexConfig, progress=None) -> dict:
     """Rebuild an index from its stored document texts, optionally with another embedding model or chunking.
 
     The original files are not needed. Until the new generation is committed, searches use the old one.
 
     Args:
-        name: Index name.
-        embedding_model: Registry name of the new embedding model (default: the index's own).
-        chunk_tokens: New chunk size (default: unchanged).
-        overlap_tokens: New overlap (default: unchanged).
+        config: The index, and the embedding model and chunking to use (None: the index's own).
         progress: ``progress(fraction, message)``.
 
     Returns:
@@ -107,17 +143,15 @@ def reindex(
 
     Raises:
         RagIndexError: If the index does not exist or the chunk size exceeds the model's input.
+        ConfigError: If the new chunking breaks the rules IngestConfig enforces.
     """
     report = progress or (lambda *a, **k: None)
     started = time.perf_counter()
+    name = config.name
     with store.lock(name):
         old = store.load(name)
-        embedder = Embedder(embedding_model or old.manifest["embedding"]["model"])
-        chunking = dict(old.manifest["chunking"])
-        if chunk_tokens:
-            chunking["chunk_tokens"] = chunk_tokens
-        if overlap_tokens is not None:
-            chunking["overlap_tokens"] = overlap_tokens
+        chunking = config.chunking(old.manifest["chunking"])
+        embedder = Embedder(config.embedding_model or old.manifest["embedding"]["model"])
         if chunking["chunk_tokens"] > embedder.max_tokens:
             raise store.RagIndexError(f"chunk_tokens exceeds what {embedder.name} reads ({embedder.max_tokens})")
         embedding = {"model": embedder.name, "fingerprint": embedder.fingerprint, "dim": embedder.dim}
@@ -174,13 +208,9 @@ def search(
     Raises:
         RagIndexError: If the index does not exist or the embedder does not match it.
     """
-    state = state or store.load(name)
-    model = state.manifest["embedding"]["model"]
-    embedder = embedder or Embedder(model)
-    if embedder.fingerprint != state.manifest["embedding"]["fingerprint"]:
-        raise store.RagIndexError(f"Index {name} was built with another version of {model}: re-index required")
-    query_vector = embedder.encode([query])[0]
-    return retrieve(state, query, query_vector, k=k, mode=mode, min_score=min_score)
+    opened = open_index(name, embedder=embedder, state=state, warm=False)
+    query_vector = opened.embedder.encode([query])[0]
+    return retrieve(opened.state, query, query_vector, k=k, mode=mode, min_score=min_score)
 
 
 def document_text(state: store.IndexState, source: str, page: int | None, record: int | None) -> str:
@@ -210,6 +240,4 @@ def passage_context(state: store.IndexState, hit: Hit) -> dict:
 
 
 if __name__ == "__main__":
-    from core import jobs
-
-    jobs.run_child(lambda config, reporter: reindex(progress=reporter.progress, **config))
+    jobs.run_child(lambda config, reporter: reindex(ReindexConfig.from_dict(config), progress=reporter.progress))

@@ -1,14 +1,18 @@
 """Ingest, search, re-ingest, update, delete, re-index and crash safety on a real FAISS + BM25 index."""
 
+import builtins
+import io
+import json
 import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from core import jobs
-from core.config import ConfigError, IngestConfig
+from core.config import ConfigError, IngestConfig, ReindexConfig
 from core.models import registry
 from core.rag import index as store
 from core.rag import manage
@@ -96,7 +100,7 @@ def test_another_embedding_model_or_chunking_needs_reindex(corpus, embedder):
         run(corpus, None, embedding_model="minilm-other")
     with pytest.raises(store.RagIndexError, match="re-index required"):
         run(corpus, embedder, chunk_tokens=100)
-    result = manage.reindex("t", embedding_model="minilm-other", chunk_tokens=64, overlap_tokens=8)
+    result = manage.reindex(ReindexConfig("t", embedding_model="minilm-other", chunk_tokens=64, overlap_tokens=8))
     assert result["embedding"]["model"] == "minilm-other" and result["chunking"]["chunk_tokens"] == 64
     assert manage.inspect_index("t").chunking == {"chunk_tokens": 64, "overlap_tokens": 8}
     assert manage.search("t", "atrial flutter sawtooth waves", k=1)[0].source == "flutter.md"
@@ -141,7 +145,10 @@ def test_leftovers_of_a_crashed_writer_do_not_break_loading(corpus, embedder):
     assert store.load("t").generation == first.generation
     (corpus / "new.md").write_text("Syncope is a transient loss of consciousness.")
     assert run(corpus, embedder).generation == first.generation + 1
-    assert [p.name for p in store.index_dir("t").glob("gen-*")] == [f"gen-{first.generation + 1:06d}"]
+    # The junk was replaced by the new generation; the previous one stays for readers until the next commit.
+    names = sorted(p.name for p in store.index_dir("t").glob("gen-*"))
+    assert names == [f"gen-{first.generation:06d}", f"gen-{first.generation + 1:06d}"]
+    assert store.load("t").generation == first.generation + 1
 
 
 @pytest.mark.slow
@@ -162,3 +169,131 @@ def test_killing_an_ingest_job_leaves_the_last_good_index(corpus, embedder, tmp_
     after = store.load("t")
     assert after.generation == good.generation and len(after.chunks) == len(good.chunks)
     assert top("atrial flutter sawtooth waves", embedder).source == "flutter.md"
+
+
+def _hostile_folder(tmp_path) -> Path:
+    """A good file among files that each break a different part of loading."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "good.md").write_text("Pericarditis causes pleuritic chest pain relieved by sitting forward.")
+    (folder / "deep.json").write_text("[" * 100_000)
+    (folder / "odd16.txt").write_bytes("Sinus rhythm.".encode("utf-16") + b"x")
+    pdf = (REPO_ROOT / "data" / "corpus" / "heart_failure_guide.pdf").read_bytes()
+    (folder / "truncated.pdf").write_bytes(pdf[:9] + b"\x00garbage" * 50)  # a valid header, then nothing usable
+    (folder / "many.jsonl").write_text("\n".join(json.dumps({"text": f"Record {i} about syncope."}) for i in range(6)))
+    with open(folder / "huge.txt", "wb") as handle:
+        handle.truncate(3 * 1024**3)  # sparse: 3 GB that take no disk space
+    return folder
+
+
+def test_one_bad_file_never_stops_the_others(tmp_path, embedder, monkeypatch):
+    folder = _hostile_folder(tmp_path)
+    shutil.copy(REPO_ROOT / "data" / "corpus" / "heart_failure_guide.pdf", folder / "weird.pdf")
+    # A failure the loader never heard of, as a library bug would raise it (pypdf's own errors are handled).
+    from pypdf import PageObject
+
+    def broken_extract(self, *args, **kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(PageObject, "extract_text", broken_extract)
+    opened, real_open = [], builtins.open
+
+    def watching_open(file, *args, **kwargs):
+        if Path(str(file)).name == "huge.txt":
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watching_open)
+    monkeypatch.setattr(io, "open", watching_open)
+    report = run(folder, embedder, max_records=5)
+    results = {f.source: f for f in report.files}
+    assert results["good.md"].status == "added" and report.chunks_added >= 1
+    expected = {
+        "deep.json": "nested too deeply",
+        "odd16.txt": "not valid UTF-16",
+        "truncated.pdf": "corrupt",
+        "weird.pdf": "Could not read this file (ZeroDivisionError: float division by zero)",
+        "many.jsonl": "more than 5 records",
+        "huge.txt": "3072.0 MB, over the 50 MB limit",
+    }
+    for source, message in expected.items():
+        assert results[source].status == "error" and message in results[source].message, results[source]
+        assert "Traceback" not in results[source].message and "\n" not in results[source].message
+    assert opened == []  # the 3 GB file was refused from its size alone
+    assert manage.search("t", "pleuritic chest pain", k=1, embedder=embedder)[0].source == "good.md"
+
+
+def test_an_unexpected_error_in_one_file_is_logged_not_raised(tmp_path, embedder, monkeypatch, caplog):
+    (tmp_path / "a.md").write_text("Atrial flutter shows sawtooth waves.")
+    (tmp_path / "b.md").write_text("Statins lower LDL cholesterol.")
+    from core.rag import ingest as ingest_module
+
+    real = ingest_module.chunk_units
+
+    def flaky(units, source, *args):
+        if source == "a.md":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(units, source, *args)
+
+    monkeypatch.setattr(ingest_module, "chunk_units", flaky)
+    with caplog.at_level("DEBUG", logger="core.rag.ingest"):
+        report = run(tmp_path, embedder)
+    assert [(f.source, f.status) for f in report.files] == [("a.md", "error"), ("b.md", "added")]
+    assert report.files[0].message == "Could not read this file (RecursionError: maximum recursion depth exceeded)"
+    warning = next(r for r in caplog.records if r.levelname == "WARNING")
+    assert "a.md" in warning.getMessage() and warning.exc_info is None  # the one-line reason
+    assert any(r.levelname == "DEBUG" and r.exc_info for r in caplog.records)  # the traceback, for debugging
+
+
+def test_reindex_refuses_an_overlap_the_chunker_cannot_use(corpus, embedder):
+    run(corpus, embedder)  # chunking 200 / 40
+    before = store.read_manifest("t")["generation"]
+    with pytest.raises(ConfigError, match="overlap_tokens must be at most half of chunk_tokens"):
+        manage.reindex(ReindexConfig("t", overlap_tokens=250))  # over the index's chunk size of 200
+    with pytest.raises(ConfigError, match="overlap_tokens must be at most half"):
+        manage.reindex(ReindexConfig("t", chunk_tokens=64))  # the kept overlap of 40 is over half of 64
+    with pytest.raises(ConfigError, match="overlap_tokens must be at most half"):
+        ReindexConfig("t", chunk_tokens=64, overlap_tokens=40)
+    with pytest.raises(ConfigError, match="chunk_tokens must be between 16 and 8192"):
+        ReindexConfig("t", chunk_tokens=8)
+    with pytest.raises(ConfigError, match="Invalid index name"):
+        ReindexConfig("demo\n")
+    assert store.read_manifest("t")["generation"] == before  # nothing was written
+    assert ReindexConfig.spec("chunk_tokens").high == IngestConfig.spec("chunk_tokens").high  # ranges typed once
+
+
+def test_chunker_refuses_an_overlap_that_cannot_advance(embedder):
+    from core.rag.chunking import TokenCounter, chunk_units
+    from core.rag.loaders import Unit
+
+    counter = TokenCounter(embedder.tokenizer_file)
+    with pytest.raises(ValueError, match="below chunk_tokens"):
+        chunk_units([Unit("word " * 500)], "a.txt", counter, 32, 40)
+
+
+def test_start_launches_typed_jobs_with_their_stop_grace(corpus, embedder):
+    from core.rag import ingest as ingest_module
+    from core.rag.ingest import start
+
+    job_id = start(IngestConfig(index="t", paths=[str(corpus)]))
+    meta = json.loads((Path(jobs.status(job_id).dir) / "job.json").read_text())
+    assert meta["module"] == "core.rag.ingest" and meta["stop_grace_s"] == ingest_module.STOP_GRACE_S
+    _wait(job_id)
+    assert jobs.status(job_id).result["total_files"] == 3
+    job_id = manage.start_reindex(ReindexConfig("t", chunk_tokens=64, overlap_tokens=8))
+    config = json.loads((Path(jobs.status(job_id).dir) / "config.json").read_text())
+    assert config == {"name": "t", "embedding_model": None, "chunk_tokens": 64, "overlap_tokens": 8}
+    _wait(job_id)
+    assert manage.inspect_index("t").chunking == {"chunk_tokens": 64, "overlap_tokens": 8}
+    with pytest.raises(ConfigError, match="at most half"):  # refused before any job starts
+        manage.start_reindex(ReindexConfig("t", overlap_tokens=40))
+    with pytest.raises(store.RagIndexError, match="No index named 'nope'"):
+        manage.start_reindex(ReindexConfig("nope"))
+
+
+def _wait(job_id, timeout_s=180):
+    deadline = time.time() + timeout_s
+    while not jobs.status(job_id).finished and time.time() < deadline:
+        time.sleep(0.2)
+    status = jobs.status(job_id)
+    assert status.state == "done", status.log_tail
