@@ -14,6 +14,10 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # The install is redone only when requirements.txt, pyproject.toml or the llama.cpp build flags change.
 REQ_HASH := $(shell (cat requirements.txt pyproject.toml; echo '$(LLAMA_CMAKE_ARGS)') | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
+# GPU=1 (`make setup GPU=1`, `make run GPU=1`, `make test GPU=1`) also installs requirements-gpu.txt: bitsandbytes,
+# pinned, for 4-bit/8-bit QLoRA on CUDA. Its own stamp, so switching GPU on or off never rebuilds llama.cpp.
+GPU ?=
+GPU_STAMP := $(VENV)/.gpu-installed-$(shell cat requirements-gpu.txt | sha256sum | cut -c1-16)
 
 # Never reach a model hub at run time: every model is local.
 export HF_HUB_OFFLINE := 1
@@ -33,7 +37,7 @@ run: demo
 test: demo browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-setup: $(STAMP)
+setup: $(STAMP) $(if $(filter 1,$(GPU)),$(GPU_STAMP))
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +46,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# The constraint line in requirements-gpu.txt keeps torch and every other pin of requirements.txt unchanged.
+$(GPU_STAMP): requirements-gpu.txt $(STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements-gpu.txt
+	@rm -f $(VENV)/.gpu-installed-*
 	@touch $@
 
 # Idempotent: assembles Gemma 3 270M, imports it into transformers once, verifies the other embedded models.

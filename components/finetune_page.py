@@ -7,15 +7,15 @@ import streamlit as st
 from components import resources, state
 from components.base import Page
 from components.finetune_widgets import dataset_report, run_panel
-from components.widgets import show_notice
+from components.widgets import config_number, show_notice
 from core import paths
-from core.config import DATASET_FORMATS, GEMMA_TARGET_MODULES, PRECISIONS, QUANTIZATIONS, ConfigError, TrainConfig
+from core.config import GEMMA_TARGET_MODULES, ConfigError, TrainConfig
 from core.errors import WorkbenchError
 from core.finetune import runs
 from core.finetune.dataset import prepare
 from core.finetune.model import cuda_available
 from core.models import registry
-from core.rag.loaders import safe_name
+from core.uploads import save_upload
 
 SUFFIXES = ("jsonl", "ndjson", "json", "csv", "tsv")
 UPLOAD_KEY = "finetune.upload"
@@ -69,7 +69,7 @@ class FinetunePage(Page):
         cols[1].file_uploader("…or upload a JSONL, JSON or CSV file", type=list(SUFFIXES), key=UPLOAD_KEY,
                               on_change=_save_upload)  # fmt: skip
         cols = st.columns(3)
-        fmt = cols[0].selectbox("Dataset format", DATASET_FORMATS, help=h("dataset_format"))
+        fmt = cols[0].selectbox("Dataset format", _choices("dataset_format"), help=h("dataset_format"))
         prompt_column = answer_column = None
         if fmt == "columns":
             prompt_column = cols[1].text_input("Prompt column", help=h("prompt_column")).strip() or None
@@ -77,44 +77,35 @@ class FinetunePage(Page):
         system_prompt = st.text_area("System prompt", height=68, help=h("system_prompt"))
         with st.expander("LoRA"):
             cols = st.columns(3)
-            lora_r = cols[0].number_input("Rank (r)", 0, 512, default.lora_r, help=h("lora_r"))
-            lora_alpha = cols[1].number_input("Alpha (empty: twice the rank)", 1, 2048, None, help=h("lora_alpha"))
-            lora_dropout = cols[2].number_input(
-                "Dropout", 0.0, 0.9, default.lora_dropout, 0.01, help=h("lora_dropout")
-            )
+            lora_r = config_number(cols[0], TrainConfig, "lora_r", "Rank (r)")
+            lora_alpha = config_number(cols[1], TrainConfig, "lora_alpha", "Alpha (empty: twice the rank)")
+            lora_dropout = config_number(cols[2], TrainConfig, "lora_dropout", "Dropout")
             targets = st.multiselect("Target modules", GEMMA_TARGET_MODULES, default.target_modules,
                                      help=h("target_modules"))  # fmt: skip
         with st.expander("Training"):
             cols = st.columns(4)
-            epochs = cols[0].number_input("Epochs", 0.0, 100.0, default.num_train_epochs, 0.5,
-                                          help=h("num_train_epochs"))  # fmt: skip
-            max_steps = cols[1].number_input("Max steps (0: epochs)", 0, 1_000_000, default.max_steps,
-                                             help=h("max_steps"))  # fmt: skip
-            lr = cols[2].number_input("Learning rate", 0.0, 1.0, default.learning_rate, 1e-5, format="%.1e",
-                                      help=h("learning_rate"))  # fmt: skip
-            batch = cols[3].number_input("Batch size", 1, 512, default.batch_size, help=h("batch_size"))
+            epochs = config_number(cols[0], TrainConfig, "num_train_epochs", "Epochs")
+            max_steps = config_number(cols[1], TrainConfig, "max_steps", "Max steps (0: epochs)")
+            lr = config_number(cols[2], TrainConfig, "learning_rate", "Learning rate", format="%.1e")
+            batch = config_number(cols[3], TrainConfig, "batch_size", "Batch size")
             cols = st.columns(4)
-            accumulation = cols[0].number_input("Gradient accumulation", 1, 512, default.gradient_accumulation_steps,
-                                                help=h("gradient_accumulation_steps"))  # fmt: skip
-            max_length = cols[1].number_input("Max length (tokens)", 16, 131072, default.max_length, 64,
-                                              help=h("max_length"))  # fmt: skip
-            overlong = cols[2].selectbox("Longer examples", ("truncate", "drop"), help=h("overlong"))
-            val_fraction = cols[3].number_input("Validation fraction", 0.0, 0.5, default.val_fraction, 0.05,
-                                                help=h("val_fraction"))  # fmt: skip
+            accumulation = config_number(cols[0], TrainConfig, "gradient_accumulation_steps", "Gradient accumulation")
+            max_length = config_number(cols[1], TrainConfig, "max_length", "Max length (tokens)")
+            overlong = cols[2].selectbox("Longer examples", _choices("overlong"), help=h("overlong"))
+            val_fraction = config_number(cols[3], TrainConfig, "val_fraction", "Validation fraction")
             cols = st.columns(4)
-            eval_steps = cols[0].number_input("Validate every N steps", 0, 1_000_000, default.eval_steps,
-                                              help=h("eval_steps"))  # fmt: skip
-            save_steps = cols[1].number_input("Checkpoint every N steps", 1, 1_000_000, default.save_steps,
-                                              help=h("save_steps"))  # fmt: skip
-            n_samples = cols[2].number_input("Side-by-side samples", 0, 20, default.n_samples, help=h("n_samples"))
-            seed = cols[3].number_input("Seed", 0, 2**31 - 1, default.seed, help=h("seed"))
+            eval_steps = config_number(cols[0], TrainConfig, "eval_steps", "Validate every N steps")
+            save_steps = config_number(cols[1], TrainConfig, "save_steps", "Checkpoint every N steps")
+            n_samples = config_number(cols[2], TrainConfig, "n_samples", "Side-by-side samples")
+            seed = config_number(cols[3], TrainConfig, "seed", "Seed")
             sample_prompts = st.text_area("Sample prompts (one per line; empty: validation prompts)", height=68,
                                           help=h("sample_prompts"))  # fmt: skip
         cuda = cuda_available()
         with st.expander("Precision and memory" + ("" if cuda else " (CPU: fp32, no quantisation)")):
             cols = st.columns(3)
-            precision = cols[0].selectbox("Precision", PRECISIONS, help=h("precision"))
-            quantization = cols[1].selectbox("Quantization", QUANTIZATIONS, help=h("quantization"), disabled=not cuda)
+            precision = cols[0].selectbox("Precision", _choices("precision"), help=h("precision"))
+            quantization = cols[1].selectbox("Quantization", _choices("quantization"), help=h("quantization"),
+                                             disabled=not cuda)  # fmt: skip
             checkpointing = cols[2].checkbox("Gradient checkpointing", False, help=h("gradient_checkpointing"),
                                              disabled=not cuda)  # fmt: skip
             if not cuda:
@@ -183,6 +174,10 @@ def _datasets() -> list[str]:
     return [f for f in found if f.rsplit(".", 1)[-1].lower() in SUFFIXES] or [TrainConfig().dataset]
 
 
+def _choices(name: str) -> tuple:
+    return TrainConfig.spec(name).choices
+
+
 def _dataset_label(path: str) -> str:
     return f"uploads/{Path(path).name}" if Path(path).is_absolute() else path
 
@@ -190,6 +185,6 @@ def _dataset_label(path: str) -> str:
 def _save_upload() -> None:
     upload = st.session_state.get(UPLOAD_KEY)
     if upload is not None:
-        target = _upload_dir() / safe_name(upload.name)
-        target.write_bytes(upload.getvalue())
+        # Never overwrites an earlier upload of the same name: "data (2).jsonl" instead.
+        target = save_upload(_upload_dir(), upload.name, upload.getvalue())
         st.session_state[state.FINETUNE_DATASET] = str(target)

@@ -99,9 +99,12 @@ def _progress(run: runs.Run) -> None:
     if run.state == "running":
         left, right = st.columns([5, 1], vertical_alignment="bottom")
         left.progress(min(max(run.fraction or 0.0, 0.0), 1.0), text=run.message or "Starting…")
-        if right.button("Cancel", key=f"finetune.cancel.{run.id}", icon=":material/stop_circle:",
+        # The same request as the Jobs page's Cancel (jobs.request_cancel): it returns at once, and the polls of
+        # the job's status kill it if it has not stopped within the training job's grace period.
+        if right.button("Stopping…" if run.stopping else "Cancel", key=f"finetune.cancel.{run.id}",
+                        icon=":material/stop_circle:", disabled=run.stopping,
                         help="Finish the current step, save a checkpoint and stop"):  # fmt: skip
-            runs.cancel(run.id, wait=False)  # the job finishes its step, saves a checkpoint and stops
+            runs.cancel(run.id, wait=False)
             st.toast("Stopping after the current step (a checkpoint is saved)")
             st.rerun(scope="app")
     max_steps = run.config.get("max_steps") or 0

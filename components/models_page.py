@@ -122,7 +122,10 @@ def _check(name: str) -> None:
         st.session_state[state.MODELS_NOTICE] = ("error", str(exc))
         return
     kind = "success" if entry.status == "ready" else "error"
-    st.session_state[state.MODELS_NOTICE] = (kind, f"{entry.name}: {entry.status} — {entry.detail}")
+    st.session_state[state.MODELS_NOTICE] = (
+        kind,
+        f"{escape_md(entry.name)}: {entry.status} — {escape_md(entry.detail)}",
+    )
 
 
 def _remove(name: str) -> None:
@@ -131,4 +134,4 @@ def _remove(name: str) -> None:
     except ModelError as exc:
         st.session_state[state.MODELS_NOTICE] = ("error", str(exc))
     else:
-        st.session_state[state.MODELS_NOTICE] = ("success", f"Removed {name} from the registry")
+        st.session_state[state.MODELS_NOTICE] = ("success", f"Removed {escape_md(name)} from the registry")

@@ -5,6 +5,7 @@ import time
 import streamlit as st
 
 from core import jobs
+from core.mdescape import escape_markdown
 
 STATE_COLORS = {
     "ready": "green",
@@ -81,14 +82,19 @@ def job_card(status: jobs.JobStatus, key_prefix: str) -> None:
     with st.container(border=True):
         left, right = st.columns([4, 1])
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.created_at))
-        left.markdown(f"**{status.title}** {badge(status.state)}  \n`{status.id}` · started {started}")
+        left.markdown(
+            f"**{escape_markdown(status.title)}** {badge(status.state)}  \n`{status.id}` · started {started}"
+        )
         if status.state == "running":
+            stopping = status.stop_requested_at is not None
             right.button(
-                "Cancel",
+                "Stopping…" if stopping else "Cancel",
                 key=f"{key_prefix}.cancel.{status.id}",
                 icon=":material/stop_circle:",
                 on_click=_cancel,
                 args=(status.id,),
+                disabled=stopping,
+                help=f"Ask the job to stop; it is killed if it has not ended {status.stop_grace_s:g} s later",
             )
         elapsed = human_duration(status.elapsed_s)
         eta = ""
@@ -108,14 +114,13 @@ def job_card(status: jobs.JobStatus, key_prefix: str) -> None:
 
 
 def _cancel(job_id: str) -> None:
-    jobs.cancel(job_id)
+    # Never wait here (a training job may need a minute to save): the polls of jobs.status enforce the grace.
+    jobs.request_cancel(job_id)
 
 
 def escape_md(text: str) -> str:
-    """Escape Markdown so user or corpus text shows literally."""
-    for ch in "\\`*_{}[]()#+-.!|<>$~:":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\n", "  \n")
+    """Escape Markdown so user, model or corpus text shows literally."""
+    return escape_markdown(text)
 
 
 def hit_card(rank: int, hit, context: dict | None = None) -> None:

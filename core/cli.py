@@ -73,7 +73,7 @@ def _cmd_jobs_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs_cancel(args: argparse.Namespace) -> int:
-    status = jobs.cancel(args.id)
+    status = jobs.cancel(args.id, grace_s=args.grace_s)  # None: the stop grace the job's kind declared
     emit(args, asdict(status), f"{status.id}  {status.state}")
     return 0
 
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p = add_command(job_cmds, "cancel", _cmd_jobs_cancel, "cancel a running job and its child processes")
     p.add_argument("id")
+    p.add_argument("--grace-s", type=float, help="seconds it gets to stop cleanly (default: what its kind declared)")
 
     rag_commands.add_commands(groups)
     chat_commands.add_commands(groups)

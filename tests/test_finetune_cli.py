@@ -31,6 +31,8 @@ def test_check_reports_rows_and_preview_as_json(tmp_path):
     ("content", "message"),
     [
         ("lora_r: 0\n", "rank must be at least 1"),
+        ("lora_r: 600\n", "lora_r must be between 1 and 512 (got 600)"),
+        ("quantization: 16bit\n", "quantization must be one of none, 4bit, 8bit (got '16bit')"),
         ("precision: fp16\n", "fp16 is refused"),
         ("learning_rate: 0.0002\nepochs: 3\n", "Unknown TrainConfig keys: epochs"),
         ("dataset: [unclosed\n", "not valid YAML or JSON"),

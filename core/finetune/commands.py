@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     if not args.json:
         out(f"run {run.id} (job {job_id}); Ctrl-C cancels after a checkpoint")
     try:
-        _follow(args, job_id)
+        _follow(args, run.id, job_id)
     except KeyboardInterrupt:
         out("cancelling (finishing the step and saving a checkpoint)...")
         runs.cancel(run.id)
@@ -41,19 +41,22 @@ def _train(args: argparse.Namespace) -> int:
     return {"finished": 0, "cancelled": 130}.get(final.state, 1)
 
 
-def _follow(args: argparse.Namespace, job_id: str) -> None:
+def _follow(args: argparse.Namespace, run_id: str, job_id: str) -> None:
+    # The curves come from the run's metrics log (the job logs progress only); records of earlier attempts of a
+    # resumed run carry other job ids.
     shown = 0
     while True:
-        status = jobs.status(job_id)
+        finished = jobs.status(job_id).finished  # before reading: the last records are in once it has ended
+        metrics = [m for m in runs.metrics_log(run_id) if m.get("job_id") == job_id]
         if not args.json:
-            for metric in status.metrics[shown:]:
+            for metric in metrics[shown:]:
                 if metric.get("kind") == "eval":
                     out(f"step {metric['step']:>5}  validation loss {metric['eval_loss']:.4f}")
                 else:
                     out(f"step {metric['step']:>5}  loss {metric['loss']:.4f}  lr {metric.get('lr') or 0:.2e}  "
                         f"{metric['tokens_per_s']:6.1f} tok/s  ETA {metric['eta_s'] / 60:5.1f} min")  # fmt: skip
-        shown = len(status.metrics)
-        if status.finished:
+        shown = len(metrics)
+        if finished:
             return
         time.sleep(1.0)
 

@@ -1,7 +1,6 @@
 """Training data: load JSONL/JSON/CSV rows, recognise their format, turn them into chats, tokenize, split, report."""
 
 import csv
-import hashlib
 import io
 import json
 import random
@@ -12,6 +11,7 @@ from core import paths
 from core.config import TrainConfig
 from core.errors import WorkbenchError
 from core.finetune.template import Encoded, TemplateError, encode_conversation
+from core.runfolder import sha256_file
 
 MAX_FILE_MB = 500
 MAX_ROW_ERRORS_LISTED = 50
@@ -267,7 +267,7 @@ def prepare(config: TrainConfig, tokenizer, n_preview: int = 3) -> PreparedData:
     path = resolve_dataset(config.dataset)
     rows, errors = load_rows(path)
     fmt = config.dataset_format if config.dataset_format != "auto" else detect_format(rows)
-    report = DatasetReport(str(path), hashlib.sha256(path.read_bytes()).hexdigest(), fmt, len(rows) + len(errors))
+    report = DatasetReport(str(path), sha256_file(path), fmt, len(rows) + len(errors))
     examples: list[tuple[int, list[dict], Encoded, bool]] = []
     for row in rows:
         try:

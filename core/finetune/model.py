@@ -81,7 +81,8 @@ def load_model(path: Path, config: TrainConfig):
         try:
             import bitsandbytes  # noqa: F401 - checked here to fail with a clear message
         except ImportError as exc:
-            raise ImportError("4/8-bit training needs the bitsandbytes package: pip install bitsandbytes") from exc
+            raise ImportError("4/8-bit training needs the bitsandbytes package: run `make setup GPU=1` "
+                              "(pip install -r requirements-gpu.txt)") from exc  # fmt: skip
         from transformers import BitsAndBytesConfig
 
         if config.quantization == "4bit":

@@ -1,14 +1,17 @@
 """Fine-tuning runs on disk: ``<home>/models/adapters/<run_id>/`` with config, manifest, metrics, checkpoints, adapter.
 
-A run folder holds ``config.json`` (the TrainConfig that ``python -m core.finetune.train`` reruns),
-``manifest.json`` (state, jobs, results), ``metrics.jsonl`` (every logged step of every attempt),
-``checkpoints/checkpoint-N/`` (resumable, complete once ``workbench_checkpoint.json`` is there),
-``adapter/`` (the final PEFT adapter, renamed into place only when complete) and ``samples.json``.
+A run folder (``core.runfolder``, kind ``finetune``) holds ``config.json`` (the TrainConfig that
+``python -m core.finetune.train`` reruns), ``manifest.json`` (versions, dataset hash, jobs, results),
+``metrics.jsonl`` (every logged step of every attempt), ``checkpoints/checkpoint-N/`` (resumable, complete once
+``workbench_checkpoint.json`` is there), ``adapter/`` (the final PEFT adapter, renamed into place only when
+complete) and ``samples.json``.
 """
 
+import fcntl
 import json
 import shutil
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,8 +20,8 @@ import yaml
 from core import jobs, paths
 from core.config import ConfigError, TrainConfig
 from core.errors import WorkbenchError
-from core.fileio import atomic_write_json, read_json, read_jsonl
-from core.ids import new_ulid
+from core.finetune.dataset import resolve_dataset
+from core.runfolder import RunFolder, RunFolderError, kind_root, parse_time
 
 TRAIN_MODULE = "core.finetune.train"
 CHECKPOINT_DONE = "workbench_checkpoint.json"
@@ -56,6 +59,7 @@ class Run:
     adapter: str | None = None
     result: dict = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    stopping: bool = False  # a cancel was asked for and the job is finishing its step and saving
 
     def to_dict(self) -> dict:
         """JSON-able form."""
@@ -64,9 +68,7 @@ class Run:
 
 def runs_root() -> Path:
     """Return ``<home>/models/adapters``."""
-    root = paths.models_dir() / "adapters"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return kind_root("finetune")
 
 
 def load_config_file(path: str | Path) -> TrainConfig:
@@ -97,14 +99,25 @@ def load_config_file(path: str | Path) -> TrainConfig:
 
 
 def create_run(config: TrainConfig) -> Run:
-    """Make a run folder holding ``config.json`` and a manifest; nothing starts yet."""
-    run_id = new_ulid()
-    run_dir = runs_root() / run_id
-    run_dir.mkdir(parents=True)
-    atomic_write_json(run_dir / "config.json", config.to_dict())
+    """Make a run folder holding ``config.json`` and a manifest (with the dataset's sha256); nothing starts yet.
+
+    Raises:
+        DatasetError: If the dataset file does not exist.
+    """
     name = config.run_name or f"{Path(config.base_model).name} · {Path(config.dataset).stem}"
-    atomic_write_json(run_dir / "manifest.json", {"id": run_id, "name": name, "created_at": time.time(), "jobs": []})
-    return get_run(run_id)
+    folder = RunFolder.create("finetune", config.to_dict(), inputs={"dataset": resolve_dataset(config.dataset)},
+                              name=name, base_model=config.base_model, jobs=[])  # fmt: skip
+    return get_run(folder.id)
+
+
+@contextmanager
+def _start_lock() -> Iterator[None]:
+    # The check for a training run and the launch that follows are one step: two tabs (or a tab and the CLI)
+    # pressing Start together would otherwise both find nothing training and both launch. flock, not lockf:
+    # it also excludes a second thread of this process (each open() is its own lock holder).
+    with open(paths.runs_dir() / "finetune-start.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
 
 
 def start(run_id: str, resume_from: str | None = None) -> str:
@@ -120,22 +133,22 @@ def start(run_id: str, resume_from: str | None = None) -> str:
     Raises:
         RunError: If a run is already training or the checkpoint is not a complete one of this run.
     """
-    run = get_run(run_id)
-    if run.state == "running":
-        raise RunError(f"Run {run_id} is already training (job {run.job_id})")
-    # One training at a time: two share the CPU cores (or the GPU) so badly that both crawl.
-    busy = [other for other in list_runs() if other.state == "running"]
-    if busy:
-        raise RunError(f"Run {busy[0].name} ({busy[0].id}) is training; wait for it or cancel it first")
-    checkpoint = resolve_checkpoint(run, resume_from) if resume_from else None
-    job_id = jobs.launch(
-        TRAIN_MODULE,
-        {"run_dir": run.dir, "resume_from": checkpoint},
-        title=f"Fine-tune {run.name}" + (f" (resume from {Path(checkpoint).name})" if checkpoint else ""),
-    )
-    manifest = read_json(Path(run.dir) / "manifest.json")
-    manifest["jobs"] = [*manifest.get("jobs", []), job_id]
-    atomic_write_json(Path(run.dir) / "manifest.json", manifest)
+    with _start_lock():
+        run = get_run(run_id)
+        if run.state == "running":
+            raise RunError(f"Run {run_id} is already training (job {run.job_id})")
+        # One training at a time: two share the CPU cores (or the GPU) so badly that both crawl.
+        busy = [other for other in list_runs() if other.state == "running"]
+        if busy:
+            raise RunError(f"Run {busy[0].name} ({busy[0].id}) is training; wait for it or cancel it first")
+        checkpoint = resolve_checkpoint(run, resume_from) if resume_from else None
+        job_id = jobs.launch(
+            TRAIN_MODULE,
+            {"run_dir": run.dir, "resume_from": checkpoint},
+            title=f"Fine-tune {run.name}" + (f" (resume from {Path(checkpoint).name})" if checkpoint else ""),
+            stop_grace_s=CANCEL_GRACE_S,
+        )
+        RunFolder.at(run.dir, "finetune").add_job(job_id)  # still under the lock: the next check sees this job
     return job_id
 
 
@@ -144,16 +157,16 @@ def cancel(run_id: str, wait: bool = True) -> Run:
 
     Args:
         run_id: The run.
-        wait: Block until the job ended (killing it after a grace period); False only asks it to stop, for a
-            page that keeps polling.
+        wait: Block until the job ended (killing it after ``CANCEL_GRACE_S``); False only asks it to stop, for a
+            page that keeps polling (``jobs.status`` then kills it once the grace has passed).
 
     Returns:
-        The run's state afterwards (still ``running`` right after a request without waiting).
+        The run's state afterwards (still ``running``, with ``stopping`` set, right after a request).
     """
     run = get_run(run_id)
     if run.job_id and run.state == "running":
         if wait:
-            jobs.cancel(run.job_id, grace_s=CANCEL_GRACE_S)
+            jobs.cancel(run.job_id)  # the grace the training job declared at launch (CANCEL_GRACE_S)
         else:
             jobs.request_cancel(run.job_id)
     return get_run(run_id)
@@ -192,22 +205,28 @@ def get_run(run_id: str) -> Run:
     Raises:
         RunError: If there is no such run.
     """
-    if not run_id or "/" in run_id or run_id.startswith("."):
-        raise RunError(f"Invalid run id: {run_id!r}")
-    run_dir = runs_root() / run_id
-    if not (run_dir / "manifest.json").is_file():
-        raise RunError(f"No fine-tuning run with id {run_id}")
-    manifest = read_json(run_dir / "manifest.json")
+    return _load(_folder(run_id))
+
+
+def _folder(run_id: str) -> RunFolder:
+    try:
+        return RunFolder.open("finetune", run_id)
+    except RunFolderError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _load(folder: RunFolder) -> Run:
+    manifest = folder.manifest()
     run = Run(
-        id=run_id,
-        name=manifest.get("name", run_id),
-        dir=str(run_dir),
+        id=folder.id,
+        name=manifest.get("name", folder.id),
+        dir=str(folder.path),
         state="created",
-        created_at=manifest.get("created_at", 0.0),
-        config=read_json(run_dir / "config.json"),
+        created_at=parse_time(manifest.get("created_at")),  # ISO-8601, or a float in folders of older versions
+        config=folder.config(),
         job_ids=manifest.get("jobs", []),
         result=manifest.get("result", {}),
-        checkpoints=list_checkpoints(run_dir),
+        checkpoints=list_checkpoints(folder.path),
     )
     if run.job_ids:
         run.job_id = run.job_ids[-1]
@@ -218,7 +237,8 @@ def get_run(run_id: str) -> Run:
         if status is not None:
             run.state = {"done": "finished"}.get(status.state, status.state)
             run.message, run.error, run.fraction = status.message, status.error, status.fraction
-    adapter = run_dir / "adapter"
+            run.stopping = run.state == "running" and status.stop_requested_at is not None
+    adapter = folder.path / "adapter"
     if (adapter / "adapter_model.safetensors").is_file() and run.state not in ("running",):
         run.adapter = str(adapter)
         if run.state in ("created", "failed", "cancelled") and manifest.get("finished"):
@@ -228,8 +248,7 @@ def get_run(run_id: str) -> Run:
 
 def list_runs() -> list[Run]:
     """All runs, newest first."""
-    ids = sorted((p.name for p in runs_root().iterdir() if (p / "manifest.json").is_file()), reverse=True)
-    return [get_run(run_id) for run_id in ids]
+    return [_load(folder) for folder in RunFolder.newest_first("finetune")]
 
 
 def list_adapters() -> list[Run]:
@@ -241,17 +260,28 @@ def read_metrics(run_id: str) -> list[dict]:
     """Logged training and validation values of a run, one record per (kind, step), the latest attempt winning.
 
     A resumed run logs again from its checkpoint's step; those records replace the abandoned attempt's.
+
+    Raises:
+        RunError: If there is no such run.
     """
-    run_dir = runs_root() / get_run(run_id).id
     latest: dict[tuple[str, int], dict] = {}
-    for record in read_jsonl(run_dir / "metrics.jsonl"):
+    for record in metrics_log(run_id):
         latest[(record.get("kind", "train"), record["step"])] = record
     return sorted(latest.values(), key=lambda r: (r["step"], r.get("kind", "")))
 
 
+def metrics_log(run_id: str) -> list[dict]:
+    """Every record of the run's metrics log in the order logged, each with the ``job_id`` that logged it.
+
+    Raises:
+        RunError: If there is no such run.
+    """
+    return _folder(run_id).metrics()
+
+
 def read_samples(run_id: str) -> list[dict]:
     """Side-by-side answers of the base and the tuned model written after training (empty before)."""
-    path = runs_root() / get_run(run_id).id / "samples.json"
+    path = _folder(run_id).path / "samples.json"
     return json.loads(path.read_text()) if path.is_file() else []
 
 

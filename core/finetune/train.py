@@ -15,11 +15,12 @@ from pathlib import Path
 
 from core import jobs
 from core.config import TrainConfig
-from core.fileio import append_jsonl, atomic_write_json, read_json
+from core.fileio import atomic_write_json, read_json
 from core.finetune import dataset as datasets_
 from core.finetune import model as model_
 from core.finetune.runs import list_checkpoints
 from core.finetune.template import end_of_turn_ids, render, template_source
+from core.runfolder import RunFolder, now_iso, sha256_file, tool_versions
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def train(job_config: dict, reporter: jobs.Reporter, config_path: Path | None = 
     Args:
         job_config: ``{"run_dir": ..., "resume_from": ...}``, or a TrainConfig dict (trained in ``config_path``'s
             folder).
-        reporter: Where progress, metrics and artifacts go.
+        reporter: Where progress and artifacts go (metrics go to the run's ``metrics.jsonl``, once).
         config_path: The file ``job_config`` came from (for a TrainConfig given directly).
 
     Returns:
@@ -94,8 +95,9 @@ def _train(config: TrainConfig, run_dir: Path, resume_from: str | None, reporter
     if stop.requested:
         if main:
             last = list_checkpoints(run_dir)
-            _update_manifest(run_dir, cancelled_at_step=trainer.state.global_step,
-                             last_checkpoint=last[-1].path if last else None)  # fmt: skip
+            RunFolder.at(run_dir, "finetune").update_manifest(
+                cancelled_at_step=trainer.state.global_step, last_checkpoint=last[-1].path if last else None
+            )
         raise jobs.JobCancelled()
 
     eval_loss = None
@@ -126,7 +128,7 @@ def _train(config: TrainConfig, run_dir: Path, resume_from: str | None, reporter
         prompts = [[{"role": "user", "content": p}] for p in config.sample_prompts] or data.sample_prompts
         samples = generate_samples(trainer.model, tokenizer, prompts[: config.n_samples], config.sample_max_new_tokens)
         atomic_write_json(run_dir / "samples.json", samples)
-    _update_manifest(run_dir, finished=True, result=result)
+    RunFolder.at(run_dir, "finetune").update_manifest(finished=True, result=result)
     return result
 
 
@@ -207,7 +209,7 @@ def _build_trainer(config, base_path, tokenizer, data, run_dir, reporter, stop):
             logs = logs or {}
             step = state.global_step
             if "eval_loss" in logs:
-                _log_metric(run_dir, reporter, {"kind": "eval", "step": step, "eval_loss": logs["eval_loss"]})
+                _log_metric(run_dir, {"kind": "eval", "step": step, "eval_loss": logs["eval_loss"]})
             if "loss" not in logs:
                 return
             self.window.append((time.time(), step, trainer.trained_tokens))
@@ -217,7 +219,7 @@ def _build_trainer(config, base_path, tokenizer, data, run_dir, reporter, stop):
             record = {"kind": "train", "step": step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
                       "grad_norm": logs.get("grad_norm"), "epoch": logs.get("epoch"), "tokens_per_s": tokens_per_s,
                       "trained_tokens": trainer.trained_tokens, "eta_s": eta_s}  # fmt: skip
-            _log_metric(run_dir, reporter, record)
+            _log_metric(run_dir, record)
             reporter.progress(0.03 + 0.93 * step / max(state.max_steps, 1),
                               f"step {step}/{state.max_steps} · loss {logs['loss']:.3f} · {tokens_per_s:.0f} tok/s"
                               f" · ETA {eta_s / 60:.1f} min")  # fmt: skip
@@ -230,26 +232,19 @@ def _build_trainer(config, base_path, tokenizer, data, run_dir, reporter, stop):
     return trainer
 
 
-def _log_metric(run_dir: Path, reporter, record: dict) -> None:
+def _log_metric(run_dir: Path, record: dict) -> None:
+    # Once, in the run's own log: the job's progress.jsonl carries progress only, and `workbench train` and the
+    # page read the curves from here. The job id tells one attempt of a resumed run from the others.
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    record = {**record, "t": time.time(), "attempt": os.getpid()}
-    append_jsonl(run_dir / "metrics.jsonl", record)
-    values = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "t", "attempt")}
-    reporter.metric(record["step"], kind=record["kind"], **values)
+    job_id = os.environ.get("WORKBENCH_JOB_ID")
+    RunFolder.at(run_dir, "finetune").append_metric({**record, "attempt": os.getpid(), "job_id": job_id})
 
 
 def _save_adapter(
     trainer, tokenizer, config: TrainConfig, base_path: Path, run_dir: Path, report, result: dict
 ) -> Path:
     """Write the adapter into a temporary folder and rename it into place: never a half-written ``adapter/``."""
-    import hashlib
-
-    import peft
-    import torch
-    import transformers
-    import trl
-
     final, partial = run_dir / "adapter", run_dir / f".adapter-partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
@@ -258,11 +253,9 @@ def _save_adapter(
         atomic_write_json(partial / "train_config.json", config.to_dict())
         weights = partial / "adapter_model.safetensors"
         atomic_write_json(partial / "manifest.json", {
-            "kind": "lora_adapter", "created_at": time.time(), "base_model": config.base_model,
-            "base_path": str(base_path), "dataset": report.path,
-            "dataset_sha256": report.sha256, "adapter_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
-            "result": result, "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                                           "peft": peft.__version__, "trl": trl.__version__},
+            "kind": "lora_adapter", "created_at": now_iso(), "base_model": config.base_model,
+            "base_path": str(base_path), "dataset": report.path, "dataset_sha256": report.sha256,
+            "adapter_sha256": sha256_file(weights), "result": result, "versions": tool_versions(),
         })  # fmt: skip
         if final.exists():
             old = run_dir / f".adapter-old-{os.getpid()}"
@@ -305,11 +298,6 @@ def generate_samples(model, tokenizer, prompts: list[list[dict]], max_new_tokens
             answers[f"{name}_stopped"] = bool(new) and new[-1] in stops
         samples.append({"prompt": messages[-1]["content"], **answers})
     return samples
-
-
-def _update_manifest(run_dir: Path, **fields) -> None:
-    manifest = read_json(run_dir / "manifest.json")
-    atomic_write_json(run_dir / "manifest.json", {**manifest, **fields})
 
 
 def _main() -> None:

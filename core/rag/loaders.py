@@ -14,7 +14,6 @@ from pathlib import Path
 
 from core.config import IngestConfig
 from core.errors import WorkbenchError
-from core.uploads import safe_name  # noqa: F401 - its old home; the Fine-tune page still imports it from here
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".json", ".jsonl", ".csv"}

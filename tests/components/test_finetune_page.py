@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from components import state
 from core import paths
 from core.chat import store as chats
-from core.config import GEMMA_TARGET_MODULES, TrainConfig
+from core.config import GEMMA_TARGET_MODULES, ConfigError, TrainConfig
 from core.finetune import runs
 from core.finetune.model import cuda_available
 from tests.conftest import REPO_ROOT
@@ -97,7 +97,24 @@ def test_check_dataset_previews_examples_with_the_trained_answers_highlighted():
     assert "Row 1: " in _text(at)
 
 
-def test_bad_datasets_and_a_zero_rank_show_clear_errors():
+def test_number_widgets_take_their_range_default_and_help_from_the_config_fields():
+    at = AppTest.from_function(_app, default_timeout=60).run()
+    rank = _widget(at.number_input, "Rank (r)")
+    assert rank.min == 1 and rank.max == 512 and rank.value == 8  # no 0, which TrainConfig refuses
+    fields = {"Alpha (empty: twice the rank)": "lora_alpha", "Dropout": "lora_dropout", "Epochs": "num_train_epochs",
+              "Max steps (0: epochs)": "max_steps", "Learning rate": "learning_rate", "Batch size": "batch_size",
+              "Gradient accumulation": "gradient_accumulation_steps", "Max length (tokens)": "max_length",
+              "Validation fraction": "val_fraction", "Validate every N steps": "eval_steps",
+              "Checkpoint every N steps": "save_steps", "Side-by-side samples": "n_samples",
+              "Seed": "seed"}  # fmt: skip
+    for label, name in fields.items():
+        spec, widget = TrainConfig.spec(name), _widget(at.number_input, label)
+        assert (widget.min, widget.max, widget.value) == (spec.low, spec.high, spec.default), label
+        assert widget.help == spec.help
+    assert _widget(at.selectbox, "Precision").options == list(TrainConfig.spec("precision").choices)
+
+
+def test_bad_datasets_and_a_rank_below_one_show_clear_errors():
     empty, csv = _dataset("empty.jsonl", ""), _dataset("qa_columns.csv")
     at = AppTest.from_function(_app, default_timeout=120).run()
     at.selectbox(key=state.FINETUNE_DATASET).set_value(empty).run()
@@ -112,8 +129,13 @@ def test_bad_datasets_and_a_zero_rank_show_clear_errors():
     assert "No usable examples in qa_columns.csv" in at.error[0].value
     assert "missing column 'prompt_text'" in at.error[0].value
 
-    _widget(at.number_input, "Rank (r)").set_value(0).run()
-    assert "LoRA rank must be at least 1" in at.error[0].value
+    _widget(at.number_input, "Rank (r)").set_value(0).run()  # below the widget's minimum: not taken
+    assert _widget(at.number_input, "Rank (r)").value == 8 and not at.exception
+    with pytest.raises(ConfigError, match="LoRA rank must be at least 1"):  # what the config says to the CLI
+        TrainConfig(lora_r=0)
+    _widget(at.selectbox, "Dataset format").set_value("columns").run()
+    _widget(at.text_input, "Prompt column").input("").run()
+    assert "needs prompt_column and completion_column" in at.error[0].value
     assert _widget(at.button, "Start training").disabled and _widget(at.button, "Check dataset").disabled
 
 

@@ -66,5 +66,14 @@ def test_audit_tab_lists_verdicts_without_text():
     at.text_area(key="safety.text").input("Should I stop my statin?").run()
     _button(at, "Screen").click().run()
     frame = at.dataframe[-1].value
-    assert list(frame.columns) == ["id", "at", "stage", "rule_ids", "action", "content_sha256", "text_len", "hash_kind"]
+    assert list(frame.columns) == [
+        "id",
+        "at",
+        "stage",
+        "rule_ids",
+        "action",
+        "content_sha256",
+        "text_len",
+        "hash_kind",
+    ]
     assert "statin" not in frame.to_string()

@@ -1,6 +1,8 @@
 """Training on the embedded Gemma 3 270M: loss falls, LoRA changes and reloads, resume is exact, failures are clean."""
 
 import errno
+import hashlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -9,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core import jobs
+from core.fileio import read_jsonl
 from core.finetune import runs
 from core.finetune.model import BaseModelError
 from core.finetune.train import train
@@ -17,6 +21,10 @@ from tests.core.finetune.conftest import tiny_config
 from tests.core.test_jobs import wait_until
 
 pytestmark = pytest.mark.slow
+
+
+def weights_bytes(adapter: Path) -> bytes:
+    return (adapter / "adapter_model.safetensors").read_bytes()
 
 
 def run_in_process(config, resume_from=None, run=None):
@@ -68,6 +76,13 @@ def test_few_steps_reduce_loss_change_lora_and_adapter_reloads(fixtures, gemma_t
     assert after < before - 0.3, (before, after)
     losses = train_losses(run.id)
     assert sorted(losses) == [1, 2, 3, 4, 5, 6] and losses[6] < losses[1]
+    events = read_jsonl(Path(run.dir) / "attempt" / "progress.jsonl")
+    assert events and not [e for e in events if e["type"] == "metric"]  # logged once: in the run's metrics.jsonl
+    manifest = json.loads((Path(run.dir) / "manifest.json").read_text())
+    assert manifest["finished"] and manifest["result"]["steps"] == 6 and manifest["kind"] == "finetune"
+    adapter_manifest = json.loads((adapter / "manifest.json").read_text())
+    assert adapter_manifest["created_at"].endswith("+00:00") and adapter_manifest["versions"]["peft"]
+    assert adapter_manifest["adapter_sha256"] == hashlib.sha256(weights_bytes(adapter)).hexdigest()
     samples = runs.read_samples(run.id)
     assert len(samples) == 1 and {"prompt", "base", "tuned", "base_stopped", "tuned_stopped"} <= set(samples[0])
     assert runs.get_run(run.id).adapter == str(adapter) and [r.id for r in runs.list_adapters()] == [run.id]
@@ -158,10 +173,13 @@ def test_job_cancel_saves_a_checkpoint_and_resume_finishes(fixtures):
     assert cancelled.state == "cancelled" and cancelled.adapter is None
     step = cancelled.checkpoints[-1].step
     assert step >= 2
-    runs.start(run.id, resume_from="last")
+    second_job = runs.start(run.id, resume_from="last")
     finished = wait_for(lambda: (r := runs.get_run(run.id)).state in ("finished", "failed") and r)
     assert finished.state == "finished", finished.error
     assert sorted(train_losses(run.id)) == list(range(1, 31)) and finished.result["steps"] == 30
+    # Each metric once, in the run's log, tagged with the job that logged it; the jobs keep progress only.
+    assert {m["job_id"] for m in runs.metrics_log(run.id)} == set(finished.job_ids)
+    assert finished.job_ids[-1] == second_job and jobs.status(second_job).metrics == []
 
 
 def test_killed_job_is_failed_without_adapter_and_keeps_complete_checkpoints(fixtures):
@@ -169,8 +187,6 @@ def test_killed_job_is_failed_without_adapter_and_keeps_complete_checkpoints(fix
     run = runs.create_run(config)
     job_id = runs.start(run.id)
     wait_for(lambda: len(runs.get_run(run.id).checkpoints) >= 2)
-    from core import jobs
-
     os.killpg(jobs.status(job_id).pid, signal.SIGKILL)
     failed = wait_for(lambda: (r := runs.get_run(run.id)).state != "running" and r)
     assert failed.state == "failed" and failed.adapter is None
