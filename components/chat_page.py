@@ -9,7 +9,7 @@ from components import resources, state
 from components.base import Page
 from components.widgets import config_number, config_slider, escape_md
 from core.chat import store as chats
-from core.chat.turn import run_turn
+from core.chat import turn as turns
 from core.config import ChatConfig, ConfigError
 from core.errors import WorkbenchError
 from core.finetune import runs
@@ -32,6 +32,8 @@ class ChatPage(Page):
         config = self._settings(conversation)
         if config.index is None:
             st.warning("Plain chat: answers are **not grounded** in any documents and carry no citations.")
+        # A Stop click reruns the page while the interrupted turn is still storing its answer: wait for it.
+        turns.wait_for_turn(conversation.id)
         for message in chats.list_messages(conversation.id):
             self._show_message(message, config)
         question = st.chat_input("Ask about the documents…", key="chat.input")
@@ -135,10 +137,10 @@ class ChatPage(Page):
             return
         user = st.chat_message("user")
         with st.chat_message("assistant"):
-            st.button("Stop", icon=":material/stop_circle:", key="chat.stop",
-                      help="Stop generating; the part shown so far is kept")  # fmt: skip
+            st.button("Stop", icon=":material/stop_circle:", key="chat.stop", on_click=turns.stop_turn,
+                      args=(conversation.id,), help="Stop generating; the part shown so far is kept")  # fmt: skip
             box, shown = st.empty(), ""
-            turn = run_turn(question, config, generator, index, conversation.id, rules=resources.safety_rules())
+            turn = turns.run_turn(question, config, generator, index, conversation.id, rules=resources.safety_rules())
             try:
                 # closing(): a Stop click or leaving the page interrupts this loop; the turn then stops the model
                 # and stores what was shown, screened, as the stopped answer.

@@ -200,6 +200,8 @@ def answer_stream(
     result.timings["tokens_per_s"] = round(new_tokens / (end - (first or decode_start)), 1) if new_tokens > 1 else 0.0
     if shown.blocked is not None:
         raw = shown.checked_text  # the prefix that blocked; the rest was never generated
+    elif result.stopped and shown.checked_text.strip():
+        raw = shown.checked_text.strip()  # a stopped answer keeps what was shown, not a sentence cut in half
     if repeating.seen:
         raw = _drop_repeats(raw)
     if new_tokens >= config.max_new_tokens and not raw.endswith((".", "!", "?")):

@@ -20,6 +20,39 @@ from core.safety import RuleStore, screen_output
 logger = logging.getLogger(__name__)
 
 STOPPED_MARK = " [stopped]"
+
+# Turns in progress in this process, by conversation id: (stop event, done event). A browser's Stop click reaches
+# the app as a new script run in another thread while the interrupted one is still winding down; this is how the
+# new run stops the old turn at once and waits until its answer is stored before it lists the messages.
+_ACTIVE: dict[str, tuple[threading.Event, threading.Event]] = {}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def stop_turn(conversation_id: str) -> bool:
+    """Stop the turn in progress in a conversation (in this process), if there is one.
+
+    Returns:
+        Whether a turn was running.
+    """
+    with _ACTIVE_LOCK:
+        active = _ACTIVE.get(conversation_id)
+    if active is None:
+        return False
+    active[0].set()
+    return True
+
+
+def wait_for_turn(conversation_id: str, timeout_s: float = 30.0) -> bool:
+    """Wait until the turn in progress in a conversation (if any) has stored its answer.
+
+    Returns:
+        True when no turn is running any more; False if one still runs after ``timeout_s``.
+    """
+    with _ACTIVE_LOCK:
+        active = _ACTIVE.get(conversation_id)
+    return active is None or active[1].wait(timeout_s)
+
+
 KEPT_META = ("timings", "model", "index", "grounded", "covered", "blocked", "stopped", "unsupported_sentences",
              "dropped_labels", "flagged_passages")  # fmt: skip
 
@@ -60,6 +93,11 @@ def run_turn(
         chats.get_conversation(conversation_id)  # a deleted conversation fails before the model runs
     rules = rules or RuleStore()
     embedder, state = (index.embedder, index.state) if index is not None else (None, None)
+    stop = stop or threading.Event()
+    done = threading.Event()
+    if conversation_id is not None:
+        with _ACTIVE_LOCK:
+            _ACTIVE[conversation_id] = (stop, done)
     events = answer_stream(question, config, generator, embedder, state, stop=stop, rules=rules)
     asked, shown, sources, final, blocked = None, "", [], None, False
     try:
@@ -88,8 +126,15 @@ def run_turn(
             meta = {"error": True, "model": config.model}
             chats.add_message(conversation_id, "assistant", f"Error: {exc}", meta=meta)
         raise
-    if conversation_id is not None and final is not None:
-        store_answer(conversation_id, final)
+    else:
+        if conversation_id is not None and final is not None:
+            store_answer(conversation_id, final)
+    finally:
+        done.set()
+        if conversation_id is not None:
+            with _ACTIVE_LOCK:
+                if _ACTIVE.get(conversation_id) == (stop, done):
+                    del _ACTIVE[conversation_id]
 
 
 def store_answer(conversation_id: str, answer: Answer) -> chats.Message:
@@ -110,15 +155,15 @@ def _store_partial(
     # What was shown passed the streaming screen sentence by sentence; the whole is screened once more (and
     # audited), so a stopped answer is stored exactly as any other answer would be.
     text = shown.strip()
-    verdict = screen_output(text, {"passages": [s["text"] for s in sources]}, rules.current()) if text else None
+    verdict = screen_output(text, {"passages": [s["text"] for s in sources]}, rules.current())
     if blocked:  # the screen had already replaced the answer with its refusal
         content = text
-    elif verdict is not None and verdict.action == "block":
+    elif verdict.action == "block":
         content, blocked = " ".join(verdict.messages), True
     else:
-        content, blocked = (verdict.redacted if verdict else "") + STOPPED_MARK, False
+        content, blocked = verdict.redacted + STOPPED_MARK, False
     meta = {"stopped": True, "blocked": blocked, "model": config.model, "index": config.index,
             "grounded": config.index is not None}  # fmt: skip
-    safety = {"output": verdict.to_dict()} if verdict else None
+    safety = {"output": verdict.to_dict()}
     chats.add_message(conversation_id, "assistant", content.strip(), sources=sources, safety=safety, meta=meta)
     logger.info("stored a stopped answer in conversation %s", conversation_id)

@@ -38,12 +38,16 @@ def test_stop_keeps_the_screened_partial_and_frees_the_model(app_url, app_home, 
     conversation = chats.create_conversation("Long story", settings=settings)
     page.goto(app_url)
     page.get_by_test_id("stSidebar").get_by_role("link", name="Chat").click()
-    page.get_by_text("Long story").first.wait_for()
+    expect(page.get_by_text("Settings: smollm2-135m-instruct")).to_be_visible()  # the new conversation is open
     box = page.locator('textarea[data-testid="stChatInputTextArea"]')
-    box.fill("Write a very long story about a heart that learned to beat. Use many sentences.")
+    # A long reply with no sentence end: the repetition guard never ends it early, so Stop always comes first.
+    box.fill("Count from 1 to 1000, separated by commas.")
     box.press("Enter")
-    expect(page.get_by_text("▌").first).to_be_visible(timeout=120_000)  # the first screened sentence streams in
-    page.get_by_role("button", name="Stop").click()
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible(timeout=120_000)  # the answer is streaming
+    page.wait_for_timeout(1000)
+    screenshot(page, "chat-streaming")
+    stop.click()
     deadline_s = 60
     for _ in range(deadline_s * 10):
         messages = chats.list_messages(conversation.id)
@@ -53,5 +57,5 @@ def test_stop_keeps_the_screened_partial_and_frees_the_model(app_url, app_home, 
     user, answer = chats.list_messages(conversation.id)
     assert answer.meta["stopped"] and answer.content.endswith("[stopped]")
     assert answer.safety["output"]["disclaimer"]  # the stored partial went through the output screen
-    expect(page.get_by_text("[stopped]").first).to_be_visible(timeout=30_000)
     screenshot(page, "chat-stopped")
+    expect(page.get_by_text("[stopped]").first).to_be_visible(timeout=30_000)

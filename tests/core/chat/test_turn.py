@@ -184,3 +184,30 @@ def test_the_stop_event_ends_a_real_turn_and_keeps_the_screened_partial(embedder
                 stop.set()
         final = event.get("answer")
     assert final.stopped and final.timings["new_tokens"] < 150 and not smol.lock.locked()
+
+
+def test_another_thread_stops_a_turn_and_waits_until_its_answer_is_stored(rules):
+    import time
+
+    from core.chat import turn as turns
+
+    class Slow(ScriptedModel):
+        def stream(self, prompt, config, stop=None):
+            for piece in super().stream(prompt, config, stop):
+                time.sleep(0.05)
+                yield piece
+
+    conversation = chats.create_conversation()
+    model = Slow(words("One sentence here. " * 200))
+    worker = threading.Thread(target=lambda: list(run_turn("Tell me", plain(max_new_tokens=2000), model,
+                                                           conversation_id=conversation.id, rules=rules)))  # fmt: skip
+    worker.start()
+    while model.pulled < 5:
+        time.sleep(0.01)
+    # What the page's Stop button does from the next script run: stop the old turn, then wait for its answer.
+    assert turns.stop_turn(conversation.id)
+    assert turns.wait_for_turn(conversation.id, timeout_s=10)
+    user, answer = chats.list_messages(conversation.id)
+    assert answer.meta["stopped"] and answer.content.endswith(STOPPED_MARK) and model.pulled < 20
+    worker.join(timeout=10)
+    assert not turns.stop_turn(conversation.id) and turns.wait_for_turn(conversation.id, timeout_s=0)
