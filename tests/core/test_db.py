@@ -24,8 +24,11 @@ base, who, n_messages, n_rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), in
 failed = 0
 for r in range(n_rounds):
     go = os.path.join(base, f"go-{r}")
+    deadline = time.monotonic() + 120  # the test died without saying go: never poll forever
     while not os.path.exists(go):
-        time.sleep(0.0002)
+        if time.monotonic() > deadline:
+            sys.exit(3)
+        time.sleep(0.0005)
     os.environ["WORKBENCH_HOME"] = os.path.join(base, f"home-{r}")
     try:
         conversation = store.create_conversation(settings={"who": who})
@@ -47,7 +50,7 @@ def _write_conversation(who: str) -> None:
         store.list_messages(conversation.id)
 
 
-def test_threads_and_processes_on_brand_new_databases_all_succeed(tmp_path, monkeypatch):
+def test_threads_and_processes_on_brand_new_databases_all_succeed(tmp_path, monkeypatch, request):
     env = {**os.environ, "PYTHONPATH": REPO}
     procs = [
         subprocess.Popen(
@@ -59,6 +62,14 @@ def test_threads_and_processes_on_brand_new_databases_all_succeed(tmp_path, monk
         )  # fmt: skip
         for i in range(N_PROCESSES)
     ]
+
+    def kill_leftovers() -> None:  # a failing round must not leave writers polling for go files
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+    request.addfinalizer(kill_leftovers)
     time.sleep(1.5)  # the processes import and start polling for the first go file
     errors = []
     for r in range(N_ROUNDS):
