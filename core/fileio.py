@@ -1,5 +1,6 @@
 """Atomic writes: a reader never sees a half-written file, and a crash leaves the previous version."""
 
+import hashlib
 import json
 import logging
 import os
@@ -133,3 +134,19 @@ def read_jsonl(path: Path, skip_bad_lines: bool = False) -> list[Any]:
                 raise JsonlError(message) from exc
             logger.warning("%s; line skipped", message)
     return rows
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB pieces (datasets and weights can be larger than memory allows).
+
+    Args:
+        path: The file.
+
+    Returns:
+        The hex digest.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

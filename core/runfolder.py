@@ -7,7 +7,6 @@ own progress events in ``runs/jobs/<id>/``; metrics are logged here, once.
 """
 
 import fcntl
-import hashlib
 import platform
 import subprocess
 import time
@@ -20,12 +19,11 @@ from typing import Any
 
 from core import paths
 from core.errors import WorkbenchError
-from core.fileio import append_jsonl, atomic_write_json, read_json, read_jsonl
+from core.fileio import append_jsonl, atomic_write_json, read_json, read_jsonl, sha256_file
 from core.ids import new_ulid
 
 KINDS = {"finetune": "fine-tuning", "eval": "evaluation", "export": "export"}  # kind: how messages name it
 TOOLS = ("torch", "transformers", "peft", "trl")  # the packages whose version changes what a run produces
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class RunFolderError(WorkbenchError):
@@ -62,15 +60,6 @@ def parse_time(value: float | str | None) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     return datetime.fromisoformat(value).timestamp()
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB pieces (datasets and weights can be larger than memory allows)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def tool_versions() -> dict[str, str | None]:

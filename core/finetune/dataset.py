@@ -10,8 +10,8 @@ from pathlib import Path
 from core import paths
 from core.config import TrainConfig
 from core.errors import WorkbenchError
+from core.fileio import sha256_file
 from core.finetune.template import Encoded, TemplateError, encode_conversation
-from core.runfolder import sha256_file
 
 MAX_FILE_MB = 500
 MAX_ROW_ERRORS_LISTED = 50
