@@ -5,7 +5,7 @@ from contextlib import closing
 
 import streamlit as st
 
-from components import resources, state
+from components import resources, state, widgets
 from components.base import Page
 from components.widgets import config_number, config_slider, escape_md
 from core.chat import store as chats
@@ -34,8 +34,10 @@ class ChatPage(Page):
             st.warning("Plain chat: answers are **not grounded** in any documents and carry no citations.")
         # A Stop click reruns the page while the interrupted turn is still storing its answer: wait for it.
         turns.wait_for_turn(conversation.id)
+        asked = None
         for message in chats.list_messages(conversation.id):
-            self._show_message(message, config)
+            self._show_message(message, config, asked)
+            asked = message.content if message.role == "user" else None
         question = st.chat_input("Ask about the documents…", key="chat.input")
         if question is not None:
             self._turn(conversation, config, question)
@@ -140,7 +142,15 @@ class ChatPage(Page):
             st.button("Stop", icon=":material/stop_circle:", key="chat.stop", on_click=turns.stop_turn,
                       args=(conversation.id,), help="Stop generating; the part shown so far is kept")  # fmt: skip
             box, shown = st.empty(), ""
-            turn = turns.run_turn(question, config, generator, index, conversation.id, rules=resources.safety_rules())
+            turn = turns.run_turn(
+                question,
+                config,
+                generator,
+                index,
+                conversation.id,
+                rules=resources.safety_rules(),
+                layers=resources.safety_layers(),
+            )
             try:
                 # closing(): a Stop click or leaving the page interrupts this loop; the turn then stops the model
                 # and stores what was shown, screened, as the stopped answer.
@@ -158,7 +168,7 @@ class ChatPage(Page):
                 return
         st.rerun()
 
-    def _show_message(self, message: chats.Message, config: ChatConfig) -> None:
+    def _show_message(self, message: chats.Message, config: ChatConfig, asked: str | None = None) -> None:
         with st.chat_message(message.role):
             safety = message.safety or {}
             banner = (safety.get("input") or {}).get("banner")
@@ -191,6 +201,8 @@ class ChatPage(Page):
             disclaimer = (safety.get("output") or {}).get("disclaimer")
             if disclaimer:
                 st.caption(disclaimer)
+            if asked and safety.get("input"):
+                widgets.verdict_feedback(asked, safety["input"], key=f"chat.feedback.{message.id}")
 
     def _source_cards(self, message: chats.Message, index_name: str | None) -> None:
         cited = {}

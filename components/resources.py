@@ -9,6 +9,7 @@ from core.llm.backends import load_generator
 from core.rag import index as store
 from core.rag.embed import Embedder
 from core.safety import RuleStore
+from core.safety.learned import LayerStore
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the embedding model…")
@@ -34,6 +35,12 @@ def generator(name: str, adapter: str | None = None):
 def safety_rules() -> RuleStore:
     # Reloads the rule files only when they change on disk; the Safety page's toggles apply at once.
     return RuleStore()
+
+
+@st.cache_resource(max_entries=1)
+def safety_layers() -> LayerStore:
+    # The learned safety layer in force; reloads when a retrain puts a new one in force.
+    return LayerStore()
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the tokenizer…")

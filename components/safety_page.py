@@ -5,11 +5,16 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
+from components import resources
 from components.base import Page
-from components.widgets import escape_md
-from core import paths
-from core.safety import audit
-from core.safety.evaluate import default_set, evaluate
+from components.widgets import escape_md, job_card, verdict_feedback, verdict_summary
+from core import jobs, paths
+from core.config import SafetyTrainConfig
+from core.errors import WorkbenchError
+from core.safety import audit, examples
+from core.safety import train as safety_train
+from core.safety.evaluate import LAYERS, default_set, evaluate
+from core.safety.learned import LearnedLayerError
 from core.safety.rules import RuleSet, SafetyRuleError
 from core.safety.screen import Verdict, screen_input, screen_output
 from core.safety.store import RuleStore
@@ -36,6 +41,10 @@ def highlight(text: str, verdict: Verdict) -> str:
     return "".join(out)
 
 
+def _set_name(path) -> str:
+    return path.name if path.parent.name == "eval" else f"split {path.stem}"
+
+
 def _toggle(rule_id: str) -> None:
     audit.set_rule_state(rule_id, st.session_state[f"safety.rule.{rule_id}"])
 
@@ -60,17 +69,26 @@ class SafetyPage(Page):
             return
         for error in ruleset.errors:
             st.warning(error)
-        screen_tab, rules_tab, audit_tab, eval_tab = st.tabs(["Screen text", "Rules", "Audit log", "Labelled set"])
-        with screen_tab:
-            self._screen(ruleset)
-        with rules_tab:
+        layer = None
+        try:
+            layer = resources.safety_layers().current()
+        except LearnedLayerError as exc:
+            st.warning(f"{exc} Screening uses the rules alone.")
+        for error in resources.safety_layers().errors:
+            st.warning(error)
+        tabs = st.tabs(["Screen text", "Rules", "Examples & retraining", "Audit log", "Labelled set"])
+        with tabs[0]:
+            self._screen(ruleset, layer)
+        with tabs[1]:
             self._rules(ruleset)
-        with audit_tab:
+        with tabs[2]:
+            self._examples(layer)
+        with tabs[3]:
             self._audit()
-        with eval_tab:
-            self._eval(ruleset)
+        with tabs[4]:
+            self._eval(ruleset, layer)
 
-    def _screen(self, ruleset: RuleSet) -> None:
+    def _screen(self, ruleset: RuleSet, layer) -> None:
         stage = st.radio("Stage", ["input", "output"], key=STAGE_KEY, horizontal=True,
                          format_func={"input": "User input", "output": "Model output"}.get)  # fmt: skip
         text = st.text_area("Text to screen", key=TEXT_KEY, height=140, placeholder="Type or paste a message")
@@ -79,15 +97,20 @@ class SafetyPage(Page):
             lines = st.text_area("Retrieved passages (one per line)", key=PASSAGES_KEY, height=100,
                                  help="Checked for instructions aimed at the model (prompt injection)")  # fmt: skip
             passages = [p for p in lines.splitlines() if p.strip()]
-        if not st.button("Screen", icon=":material/shield:", type="primary") or not text.strip():
+        if st.button("Screen", icon=":material/shield:", type="primary") and text.strip():
+            st.session_state["safety.screened"] = (stage, text, tuple(passages))
+        screened = st.session_state.get("safety.screened")
+        if not screened or screened != (stage, text, tuple(passages)):
             return
         if stage == "input":
-            verdict = screen_input(text, ruleset)
+            verdict = screen_input(text, ruleset, learned=layer)
         else:
             verdict = screen_output(text, {"passages": passages}, ruleset)
         if verdict.banner:
             st.error(verdict.banner, icon=":material/emergency:")
         st.markdown(f"**Verdict** {ACTION_BADGES[verdict.action]} · audit row {verdict.audit_id}")
+        if stage == "input":
+            st.markdown(verdict_summary(verdict.to_dict()))
         st.markdown(highlight(text, verdict))
         for message in verdict.messages:
             st.info(message)
@@ -106,6 +129,82 @@ class SafetyPage(Page):
                     st.markdown(f"- `{h.rule_id}` {escape_md(text[h.start : h.end])} — {h.suppressed}")
         if verdict.disclaimer:
             st.caption(verdict.disclaimer)
+        if stage == "input":
+            verdict_feedback(text, verdict.to_dict(), key="safety.feedback", source="safety page")
+
+    def _examples(self, layer) -> None:
+        if layer is not None:
+            manifest = layer.classifier.manifest
+            test = manifest.get("figures", {}).get("test", {}).get("combined")
+            line = f"Learned layer in force: `{layer.classifier.version}` ({manifest.get('kind')}, trained on " \
+                   f"{manifest.get('data', {}).get('train', '?')} prompts)."  # fmt: skip
+            if test:
+                line += (f" Blind test split, combined with the rules: emergency recall "
+                         f"{test['emergency_recall']:.3f}, advice recall {test['personal_advice_recall']:.3f}, "
+                         f"informational blocked {test['false_block_only_rate']:.3f}, bannered "
+                         f"{test['false_emergency_rate']:.3f}.")  # fmt: skip
+            st.caption(line)
+        st.markdown("**Add a labelled prompt**")
+        with st.form("safety.add_example", clear_on_submit=True):
+            text = st.text_area("Prompt", height=90)
+            label = st.radio("Label", ["emergency", "personal_advice", "informational"], horizontal=True)
+            note = st.text_input("Note (optional)")
+            if st.form_submit_button("Add", icon=":material/add:"):
+                try:
+                    result = examples.add_examples([{"text": text, "label": label, "note": note}], "safety page")
+                    st.success(f"Added ({result['total']} examples of yours).")
+                except WorkbenchError as exc:
+                    st.error(str(exc))
+        upload = st.file_uploader("Or import a file (JSONL or CSV with text and label)", type=["jsonl", "csv"])
+        if upload is not None and st.button("Import", key="safety.import"):
+            try:
+                result = examples.add_examples(examples.parse_upload(upload.name, upload.getvalue()), upload.name)
+                st.success(f"Imported: {result['added']} new, {result['relabelled']} relabelled, "
+                           f"{result['total']} in all.")  # fmt: skip
+            except WorkbenchError as exc:
+                st.error(str(exc))
+        try:
+            mine = examples.user_examples()
+        except WorkbenchError as exc:
+            st.error(str(exc))
+            mine = []
+        if mine:
+            st.dataframe(pd.DataFrame(mine)[["id", "label", "text", "source", "note"]], hide_index=True)
+            remove = st.selectbox("Remove an example", [""] + [r["id"] for r in mine], key="safety.remove")
+            if remove and st.button("Remove", key="safety.remove_btn"):
+                examples.remove_example(remove)
+                st.rerun()
+        st.markdown("**Retrain the learned layer**")
+        st.caption("Fits the classifier on the shipped training split plus your examples, picks thresholds on the "
+                   "dev split, and puts the new layer in force only if it does no worse on dev and on the frozen "
+                   "test split. Otherwise the last good layer stays. It takes seconds.")  # fmt: skip
+        running = [j for j in jobs.list_jobs(limit=20) if j.module == safety_train.JOB_MODULE]
+        job_id = st.session_state.get("safety.train_job") or (running[0].id if running else None)
+        if st.button("Retrain", icon=":material/model_training:", key="safety.retrain"):
+            try:
+                job_id = safety_train.start(SafetyTrainConfig())
+                st.session_state["safety.train_job"] = job_id
+            except WorkbenchError as exc:
+                st.error(str(exc))
+        if job_id:
+            self._train_progress(job_id)
+
+    def _train_progress(self, job_id: str) -> None:
+        @st.fragment(run_every="1s")
+        def poll() -> None:
+            status = jobs.status(job_id)
+            job_card(status, key_prefix="safety")
+            result = status.result
+            if status.finished and result:
+                if result.get("accepted"):
+                    st.success(f"Layer {result['version']} is in force.")
+                else:
+                    st.warning("The previous layer stays in force: " + "; ".join(result.get("reasons", [])))
+                rows = [{"split": split, "layer": name, **m} for split in ("dev", "test")
+                        for name, m in result["figures"][split].items()]  # fmt: skip
+                st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+        poll()
 
     def _rules(self, ruleset: RuleSet) -> None:
         st.caption(f"{len(ruleset.rules)} rules from {' + '.join(ruleset.files)}. Switches apply to this workbench.")
@@ -125,19 +224,28 @@ class SafetyPage(Page):
         st.caption("The newest 200 verdicts. Only a SHA-256 of each text and its length are stored, never the text.")
         st.dataframe(pd.DataFrame([e.to_dict() for e in entries]), hide_index=True)
 
-    def _eval(self, ruleset: RuleSet) -> None:
+    def _eval(self, ruleset: RuleSet, layer) -> None:
         sets = sorted((paths.shipped_data_dir() / "eval").glob("safety*.jsonl"))
-        chosen = st.selectbox("Labelled set", sets, index=sets.index(default_set()) if default_set() in sets else 0,
-                              format_func=lambda p: p.name)  # fmt: skip
+        sets += [examples.split_path(s) for s in examples.SPLITS]
+        start = sets.index(default_set()) if default_set() in sets else 0
+        chosen = st.selectbox("Labelled set", sets, index=start, format_func=_set_name)
         if not st.button("Run labelled set", icon=":material/play_arrow:"):
             return
-        report = evaluate(chosen, ruleset)
-        left, middle, right = st.columns(3)
-        left.metric("Emergency recall", f"{report.emergency_recall:.3f}", help="Target ≥ 0.95")
-        middle.metric("Personal-advice recall", f"{report.personal_advice_recall:.3f}", help="Target ≥ 0.90")
-        right.metric("False-block rate", f"{report.false_block_rate:.3f}", help="Target ≤ 0.05",
-                     delta=f"blocked {report.false_block_only_rate:.3f}, banner {report.false_emergency_rate:.3f}",
-                     delta_color="off")  # fmt: skip
+        with st.spinner("Screening every prompt…"):
+            report = evaluate(chosen, ruleset, learned=layer)
+        t = report.targets
+        cols = st.columns(4)
+        cols[0].metric("Emergency recall", f"{report.emergency_recall:.3f}", help=f"Target ≥ {t['emergency_recall']}")
+        cols[1].metric("Personal-advice recall", f"{report.personal_advice_recall:.3f}",
+                       help=f"Target ≥ {t['personal_advice_recall']}")  # fmt: skip
+        cols[2].metric("Informational blocked", f"{report.false_block_only_rate:.3f}",
+                       help=f"Target ≤ {t['false_block_only_rate']}")  # fmt: skip
+        cols[3].metric("Informational bannered", f"{report.false_emergency_rate:.3f}",
+                       help=f"Target ≤ {t['false_emergency_rate']}")  # fmt: skip
+        keys = ("emergency_recall", "personal_advice_recall", "false_block_only_rate", "false_emergency_rate",
+                "accuracy")  # fmt: skip
+        st.dataframe(pd.DataFrame({name: {k: report.layers[name][k] for k in keys} for name in LAYERS
+                                   if name in report.layers}))  # fmt: skip
         summary = f"{report.n} prompts · accuracy {report.accuracy:.3f} · targets"
         if report.targets_met:
             st.success(f"{summary} met")

@@ -147,3 +147,48 @@ def hit_card(rank: int, hit, context: dict | None = None) -> None:
                 before, span, after = text[: hit.start], text[hit.start : hit.end], text[hit.end :]
                 st.markdown(escape_md(before[-1500:]) + " :orange-background[" + escape_md(span) + "] "
                             + escape_md(after[:1500]))  # fmt: skip
+
+
+_LABEL_OF_ACTION = {"emergency": "emergency", "block": "personal_advice", "allow": "informational"}
+_LABEL_NAMES = {"emergency": "Emergency", "personal_advice": "Personal advice", "informational": "Informational"}
+
+
+def verdict_summary(verdict: dict) -> str:
+    """One line on how an input verdict was reached: action, the layer that fired, rules and learned scores."""
+    parts = [f"Screen: **{verdict.get('action', '?')}**"]
+    if verdict.get("layer"):
+        parts.append(f"by the {verdict['layer']} layer")
+    rules = list(dict.fromkeys(r["id"] for r in verdict.get("rules") or []))
+    parts.append("rules: " + (", ".join(f"`{r}`" for r in rules) if rules else "none"))
+    learned = verdict.get("learned")
+    if learned:
+        s, t = learned["scores"], learned["thresholds"]
+        parts.append(f"learned: emergency {s['emergency']:.2f} (fires at {t['emergency']:.2f}), advice "
+                     f"{s['personal_advice']:.2f} (fires at {t['personal_advice']:.2f})")  # fmt: skip
+    for error in verdict.get("learned_errors") or []:
+        parts.append(f"learned layer unavailable: {escape_md(error)}")
+    return " · ".join(parts)
+
+
+def verdict_feedback(text: str, verdict: dict, key: str, source: str = "chat verdict") -> None:
+    """Show how a question was screened, with a "Verdict wrong?" popover that stores a labelled example."""
+    from core.errors import WorkbenchError
+    from core.safety import examples
+
+    left, right = st.columns([5, 1])
+    left.caption(verdict_summary(verdict))
+    with right.popover("Verdict wrong?", icon=":material/flag:"):
+        st.caption("Add this question, with the label it should have had, to your safety examples. They join "
+                   "training the next time the learned layer is retrained (Safety page).")  # fmt: skip
+        labels = list(_LABEL_NAMES)
+        current = _LABEL_OF_ACTION.get(verdict.get("action"), "informational")
+        others = [lab for lab in labels if lab != current]
+        label = st.radio("It should have been", others, format_func=_LABEL_NAMES.get, key=f"{key}.label")
+        if st.button("Add as a labelled example", key=f"{key}.add", icon=":material/add:"):
+            try:
+                result = examples.add_examples([{"text": text, "label": label, "note": "verdict was wrong"}],
+                                               source)  # fmt: skip
+            except WorkbenchError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Stored ({result['total']} examples of yours). Retrain on the Safety page.")

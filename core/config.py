@@ -322,3 +322,26 @@ class TrainConfig(_Config):
     def alpha(self) -> int:
         """The LoRA alpha in force (twice the rank unless set)."""
         return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_r
+
+
+@dataclass(frozen=True)
+class SafetyTrainConfig(_Config):
+    """Fit the learned safety layer (``workbench safety train``, the Safety page's Retrain)."""
+
+    kind: str = _help("mlp (one hidden layer) or logreg", default="mlp", choices=("mlp", "logreg"))
+    hidden: int = _help("Hidden units of the MLP", default=256, low=1, high=4096)
+    ensemble: int = _help("Models fitted with consecutive seeds and averaged (stored as one)", default=5, low=1,
+                          high=32)  # fmt: skip
+    epochs: int = _help("Full-batch AdamW steps", default=150, low=1, high=100_000)
+    learning_rate: float = _help("AdamW learning rate", default=0.01, low=1e-6, high=1.0, step=0.001)
+    weight_decay: float = _help("AdamW weight decay", default=1e-3, low=0.0, high=1.0, step=0.001)
+    seed: int = _help("Random seed (training is deterministic)", default=0, low=0, high=2**31 - 1)
+    false_block_budget: float = _help("Largest share of dev informational prompts the thresholds may block",
+                                      default=0.02, low=0.0, high=1.0, step=0.005)  # fmt: skip
+    false_emergency_budget: float = _help("Largest share of dev informational prompts given the emergency banner",
+                                          default=0.04, low=0.0, high=1.0, step=0.005)  # fmt: skip
+    user_examples: bool = _help("Add the user's examples to the training split", default=True)
+    activate: bool = _help("Put the new layer in force when it passes the gate", default=True)
+
+    def __post_init__(self) -> None:
+        self.check_fields()

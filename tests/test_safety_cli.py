@@ -63,7 +63,7 @@ def test_rules_toggles_and_audit(capsys):
     rules = json.loads(capsys.readouterr().out)
     assert {r["id"]: r["enabled"] for r in rules}["pii.phone"] is True
     assert main(["safety", "disable", "pii.phone"]) == 0
-    assert main(["safety", "check", "call 555-0147", "--json"]) == 0
+    assert main(["safety", "check", "call 555-0147", "--rules-only", "--json"]) == 0
     capsys.readouterr()
     assert main(["safety", "rules", "--category", "pii", "--json"]) == 0
     assert {r["id"]: r["enabled"] for r in json.loads(capsys.readouterr().out)}["pii.phone"] is False
@@ -75,3 +75,45 @@ def test_rules_toggles_and_audit(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["action"] == "allow" and rows[0]["text_len"] == len("call 555-0147")
     assert "555" not in json.dumps(rows)
+
+
+def test_check_names_the_layer_and_its_scores():
+    out = run("check", "ive decided im ending my life this saturday", "--json")
+    verdict = json.loads(out.stdout)
+    assert verdict["action"] == "emergency"
+    assert verdict["layer"] in ("rules", "learned") and 0.0 <= verdict["score"] <= 1.0
+    assert set(verdict["learned"]["scores"]) == {"emergency", "personal_advice", "informational"}
+    rules_only = json.loads(run("check", "hello", "--rules-only", "--json").stdout)
+    assert rules_only["learned"] is None and rules_only["score"] is None
+
+
+def test_eval_reports_each_layer_alone_and_combined():
+    out = run("eval", "--split", "dev", "--json")
+    report = json.loads(out.stdout)
+    assert set(report["layers"]) == {"rules", "learned", "combined"}
+    assert report["emergency_recall"] == report["layers"]["combined"]["emergency_recall"]
+    assert report["layers"]["combined"]["emergency_recall"] > report["layers"]["rules"]["emergency_recall"]
+    assert report["learned_version"]
+    assert out.returncode in (0, 3)
+    rules = json.loads(run("eval", "--split", "dev", "--rules-only", "--json").stdout)
+    assert set(rules["layers"]) == {"rules"}
+    assert run("eval", "--split", "dev", "--set", "x.jsonl").returncode == 2
+
+
+def test_examples_and_train_from_the_command_line(tmp_path):
+    assert run("examples", "add", "my nan fell and now shes not making sense", "--label", "emergency").returncode == 0
+    path = tmp_path / "mine.csv"
+    path.write_text("text,label\nwhat does the audit tab show,informational\n", encoding="utf-8")
+    imported = json.loads(run("examples", "import", str(path), "--json").stdout)
+    assert imported == {"added": 1, "relabelled": 0, "total": 2}
+    listed = json.loads(run("examples", "list", "--json").stdout)
+    assert [r["label"] for r in listed] == ["emergency", "informational"]
+    bad = run("examples", "import", str(tmp_path / "missing.jsonl"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    out = run("train", "--json")
+    assert out.returncode in (0, 3), out.stderr
+    result = json.loads(out.stdout)
+    assert result["data"]["user"] == 2
+    for key in ("version", "folder", "accepted", "reasons", "in_force", "thresholds", "figures", "previous"):
+        assert key in result
+    assert set(result["figures"]["test"]) == {"rules", "learned", "combined"}

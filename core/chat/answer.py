@@ -8,7 +8,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from core.chat.citations import verify_citations
 from core.config import ChatConfig
@@ -17,6 +17,8 @@ from core.llm.backends import GenerationConfig
 from core.rag.opening import check_embedder
 from core.rag.retrieve import retrieve
 from core.safety import RuleStore, screen_input, screen_output
+from core.safety.learned import LayerStore, LearnedLayerError
+from core.safety.normalize import fold
 
 MAX_QUESTION_CHARS = 8000
 NOT_COVERED = (
@@ -101,6 +103,7 @@ def answer_stream(
     index_state=None,
     stop: threading.Event | None = None,
     rules: RuleStore | None = None,
+    layers: LayerStore | None = None,
 ) -> Iterator[dict]:
     """Run one turn, yielding events: ``input_safety``, ``sources``, shown text, then ``final``.
 
@@ -117,6 +120,7 @@ def answer_stream(
         index_state: The loaded index (needed when ``config.index`` is set).
         stop: Set it to stop generating early; the partial answer is screened, checked and kept.
         rules: A long-lived rule store (reloads only when a rule file changes); a fresh one when omitted.
+        layers: The learned safety layer's store; the process-wide one when omitted.
 
     Yields:
         Event dicts; the last has ``type == "final"`` and ``answer`` (an :class:`Answer`).
@@ -129,7 +133,12 @@ def answer_stream(
     question = check_question(question)
     result = Answer(answer="", model=generator.name, index=config.index, grounded=config.index is not None)
     ruleset = (rules or RuleStore()).current()
-    verdict = screen_input(question, ruleset)
+    layer, layer_errors = _learned_layer(layers)
+    # The learned layer embeds the (redacted) question with the index's model when it is the same model; that
+    # vector is reused for retrieval below, so screening adds no second encode.
+    verdict = screen_input(question, ruleset, learned=layer, embedder=embedder)
+    if layer_errors:
+        verdict = replace(verdict, learned_errors=verdict.learned_errors + layer_errors)
     result.safety["input"] = verdict.to_dict()
     yield {"type": "input_safety", "verdict": result.safety["input"]}
     if verdict.action == "block":
@@ -143,7 +152,13 @@ def answer_stream(
             raise ChatError(f"Index {config.index} is not loaded")
         check_embedder(index_state, embedder)
         t0 = time.perf_counter()
-        hits = retrieve(index_state, asked, embedder.encode([asked])[0], k=config.top_k)
+        reuse = (
+            verdict.embedding is not None
+            and layer.accepts(embedder)
+            and verdict.learned.embedded_text == fold(asked).text
+        )
+        vector = verdict.embedding if reuse else embedder.encode([asked])[0]
+        hits = retrieve(index_state, asked, vector, k=config.top_k)
         result.timings["retrieval_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         if not hits or max(h.dense_score or 0 for h in hits) < config.min_relevance:
             result.answer, result.covered = NOT_COVERED, False
@@ -231,6 +246,19 @@ def answer_stream(
     result.timings.setdefault("ttft_ms", round((time.perf_counter() - started) * 1000, 1))  # shown only now
     result.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     yield {"type": "final", "answer": result}
+
+
+_LAYERS = LayerStore()
+
+
+def _learned_layer(layers: LayerStore | None):
+    """The learned layer in force and any problem choosing it; (None, errors) when none can be read at all."""
+    store = layers or _LAYERS
+    try:
+        layer = store.current()
+    except LearnedLayerError as exc:
+        return None, (str(exc),)
+    return layer, store.errors
 
 
 def check_question(question: str) -> str:

@@ -16,6 +16,7 @@ from core.config import ChatConfig
 from core.errors import WorkbenchError
 from core.rag.opening import OpenIndex
 from core.safety import RuleStore, screen_output
+from core.safety.learned import LayerStore
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def run_turn(
     conversation_id: str | None = None,
     stop: threading.Event | None = None,
     rules: RuleStore | None = None,
+    layers: LayerStore | None = None,
 ) -> Iterator[dict]:
     """Run one turn and yield its events (see ``answer_stream``); store the question and answer when asked to.
 
@@ -80,6 +82,7 @@ def run_turn(
             ``--conversation``, the evaluation).
         stop: Set it to stop generating; the partial answer is finished normally (checked, screened, stored).
         rules: The app's long-lived rule store.
+        layers: The app's learned safety layer store (the process-wide one when omitted).
 
     Yields:
         The events of ``answer_stream``; the last is ``final``.
@@ -98,7 +101,7 @@ def run_turn(
     if conversation_id is not None:
         with _ACTIVE_LOCK:
             _ACTIVE[conversation_id] = (stop, done)
-    events = answer_stream(question, config, generator, embedder, state, stop=stop, rules=rules)
+    events = answer_stream(question, config, generator, embedder, state, stop=stop, rules=rules, layers=layers)
     asked, shown, sources, final, blocked = None, "", [], None, False
     try:
         for event in events:

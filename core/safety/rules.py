@@ -61,13 +61,16 @@ class Rule:
     # The same patterns compiled case-sensitively, for the lower-cased text: `re` matches about twice as fast
     # without IGNORECASE. None when the rule must see the original case.
     folded_regex: re.Pattern | None = field(default=None, repr=False, compare=False)
+    # Per pattern: (its keywords, the pattern compiled for the lower-cased text). A rule whose patterns each need
+    # only some of its keywords runs just the patterns whose keywords occur (dense texts stay fast).
+    gates: tuple[tuple[frozenset[str], re.Pattern], ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """Return the rule as JSON-able data (without the compiled regexes)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _COMPILED}
 
 
-_COMPILED = ("regex", "requires_regex", "near_regex", "folded_regex")
+_COMPILED = ("regex", "requires_regex", "near_regex", "folded_regex", "gates")
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,8 @@ def _build_rule(raw: dict, macros: dict[str, str], where: str) -> Rule:
     folded = None
     if regex is not None and rule.ignore_case and "(?-i" not in regex.pattern:
         folded = re.compile(regex.pattern)
-    rule = replace(rule, regex=regex, requires_regex=requires, near_regex=near, folded_regex=folded)
+    gates = _gates(rule, macros, where) if folded is not None else ()
+    rule = replace(rule, regex=regex, requires_regex=requires, near_regex=near, folded_regex=folded, gates=gates)
     for example in rule.examples:
         if regex is None or not regex.search(example) or (near is not None and not near.search(example)):
             raise SafetyRuleError(f"{where}: example {example!r} does not match the rule's patterns")
@@ -229,6 +233,27 @@ def _build_rule(raw: dict, macros: dict[str, str], where: str) -> Rule:
     return rule
 
 
+def _gates(rule: Rule, macros: dict[str, str], where: str) -> tuple[tuple[frozenset[str], re.Pattern], ...]:
+    """Split a word-keyword rule into its patterns, each with the rule keywords written in its (expanded) source.
+
+    Sound when every keyword a match can contain comes from a literal of the pattern that matched, which holds
+    for rules whose keywords are words (checked for every pattern by tests/core/test_safety_fuzz.py). Masking
+    rules and rules with non-word keywords (digits, "@") keep the single scan.
+    """
+    if rule.action == "redact" or len(rule.patterns) < 2 or not rule.keywords:
+        return ()
+    if not all(len(k) >= 2 and k.replace(" ", "").replace("-", "").isalpha() for k in rule.keywords):
+        return ()
+    gates = []
+    for raw in rule.patterns:
+        source = _expand(raw, macros, where).lower()
+        needed = frozenset(k for k in rule.keywords if k in source)
+        if not needed:
+            return ()
+        gates.append((needed, re.compile(_expand(raw, macros, where))))
+    return tuple(gates)
+
+
 def _build_framing(raw: dict, macros: dict[str, str], where: str) -> Framing:
     names = ("meta", "past", "urgent")
     unknown = set(raw) - {"negation_cues", "negation_window_chars", *names, *(f"{n}_keywords" for n in names)}
@@ -238,7 +263,10 @@ def _build_framing(raw: dict, macros: dict[str, str], where: str) -> Framing:
         cues = _as_tuple(raw["negation_cues"], "negation_cues", where)
         # A cue, then at most three more words, then the hit: "no chest pain", "denies fever, chest pain". A comma
         # straight after the cue ends it: in "no, I have chest pain" the "no" answers a question.
-        negation = [rf"(?:^|[^\w'’])(?:{'|'.join(cues)})(?:\s+[\w'’-]+(?:[\s,/]+[\w'’-]+){{0,2}})?[\s/:]*$"]
+        # A cue followed by a subject ("No I have chest pain", "no my dad is not breathing") is an answer to a
+        # question, not a negation of what follows.
+        subject = r"(?!\s+(?:i|i['’]?m|i['’]?ve|my|he|she|we|they|his|her|our|their|it['’]?s)\b)"
+        negation = [rf"(?:^|[^\w'’])(?:{'|'.join(cues)}){subject}(?:\s+[\w'’-]+(?:[\s,/]+[\w'’-]+){{0,2}})?[\s/:]*$"]
         parts = {k: _compile(list(_as_tuple(raw[k], k, where)), macros, re.IGNORECASE, f"{where}: {k}")
                  for k in ("meta", "past", "urgent")}  # fmt: skip
     except KeyError as exc:

@@ -1,11 +1,16 @@
 """screen_input / screen_output: run the rules over a text; a Verdict has the action, hits with spans, redaction."""
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from core.safety import audit
-from core.safety.rules import Rule, RuleSet
+from core.safety.learned import LayerScores, LearnedLayer, LearnedLayerError
+from core.safety.matching import MAX_HITS_PER_RULE, RuleHit, Scan, run_rule
+from core.safety.normalize import Folded, fold
+from core.safety.policy import LEARNED_MESSAGES, decide
+from core.safety.rules import RuleSet
 from core.safety.store import RuleStore
 
 DISCLAIMER = (
@@ -14,39 +19,7 @@ DISCLAIMER = (
     "local emergency number in an emergency."
 )
 ACTIONS = ("allow", "emergency", "block")
-MAX_HITS_PER_RULE = 20  # hits reported per non-masking rule (and suppressed matches kept per rule)
-_QUOTE_SPAN_CHARS = 300  # how far from a hit an opening / closing quote is looked for
-_QUOTES = "\"'‘’“”«»"
-_SENTENCE_BREAK = re.compile(r"[.!?;\n]|\bbut\b", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[!?\n]|\.(?!\d)")
-# A single quote opens after a space or bracket and before a letter; it closes after a letter or stop and before a
-# non-letter, so the apostrophes in "don't" and "husband's" are neither.
-_SQ_OPEN = re.compile(r"(?:^|(?<=[\s(\[:]))['‘](?=\w)")
-_SQ_CLOSE = re.compile(r"(?<=[\w.!?,])['’](?!\w)")
-
-
-@dataclass(frozen=True)
-class RuleHit:
-    """One place where a rule matched. ``start``/``end`` index the screened text (or the passage, see ``passage``)."""
-
-    rule_id: str
-    category: str
-    action: str
-    start: int
-    end: int
-    message: str
-    passage: int | None = None  # index into context["passages"] for hits in retrieved text
-    suppressed: str | None = None  # why a match did not count: negation, quoted, meta or past
-
-    def to_dict(self) -> dict:
-        """Return a JSON-able dict (``id`` rather than ``rule_id``, as the CLI prints it)."""
-        out = {"id": self.rule_id, "category": self.category, "action": self.action, "start": self.start,
-               "end": self.end, "message": self.message}  # fmt: skip
-        if self.passage is not None:
-            out["passage"] = self.passage
-        if self.suppressed:
-            out["suppressed"] = self.suppressed
-        return out
+__all__ = ["ACTIONS", "DISCLAIMER", "MAX_HITS_PER_RULE", "RuleHit", "Verdict", "screen_input", "screen_output"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +38,24 @@ class Verdict:
     redacted_passages: tuple[str, ...] = ()
     audit_id: int | None = None
     rules_errors: tuple[str, ...] = field(default=(), repr=False)
+    layer: str | None = None  # which layer decided the action: rules or learned (None for allow)
+    fired: dict = field(default_factory=dict)  # per label (emergency, personal_advice): the layer that fired it
+    learned: LayerScores | None = None
+    learned_errors: tuple[str, ...] = ()
+
+    @property
+    def score(self) -> float | None:
+        """The learned probability of the label behind the action (of the riskier label for allow)."""
+        if self.learned is None:
+            return None
+        label = {"emergency": "emergency", "block": "personal_advice"}.get(self.action)
+        probs = self.learned.probs
+        return round(probs[label] if label else max(probs["emergency"], probs["personal_advice"]), 4)
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """The embedding of ``embedded_text`` the learned layer read (reuse it for retrieval of that text)."""
+        return self.learned.embedding if self.learned is not None else None
 
     @property
     def rule_ids(self) -> list[str]:
@@ -85,151 +76,12 @@ class Verdict:
             "flagged_passages": list(self.flagged_passages),
             "redacted_passages": list(self.redacted_passages),
             "audit_id": self.audit_id,
+            "layer": self.layer,
+            "fired": dict(self.fired),
+            "score": self.score,
+            "learned": self.learned.to_dict() if self.learned is not None else None,
+            "learned_errors": list(self.learned_errors),
         }
-
-
-class _Scan:
-    """Per-text facts computed at most once, and only when a hit needs them (long inputs stay cheap)."""
-
-    def __init__(self, text: str, ruleset: RuleSet) -> None:
-        self.text = text
-        # Keyword prefilter text: lower case with every run of whitespace as one space, so that a keyword such as
-        # "how much" is found whatever whitespace the pattern's \s+ accepted.
-        self.folded = text.lower()
-        # Offsets in the lower-cased text are offsets in the text when lower() kept the length (it almost always
-        # does; "İ" is an exception), and then case-insensitive rules run case-sensitively on it, twice as fast.
-        self.aligned = len(self.folded) == len(text)
-        self.has_quotes = any(q in text for q in _QUOTES)
-        self.lower = " ".join(self.folded.split())
-        self.keywords = ruleset.keywords_in(self.lower)
-        self.framing = ruleset.framing
-        self.frame_text = text  # the text framing cues are looked for in (personal data blanked out)
-        self._frames: dict[str, bool] = {}
-        # Repetitive input ("no chest pain " x 7000) repeats the same windows: remember their answers.
-        self._negated: dict[str, bool] = {}
-        self._near: dict[tuple, bool] = {}
-
-    def blank(self, hits: list[RuleHit]) -> None:
-        """Hide masked spans from the framing cues: a patient at "42 Fictional Ave" is not fiction."""
-        chars = list(self.text)
-        for h in hits:
-            chars[h.start : h.end] = " " * (h.end - h.start)
-        self.frame_text = "".join(chars)
-        self._frames.clear()
-
-    def frame(self, name: str) -> bool:
-        if name not in self._frames:
-            gate = self.framing.keywords.get(name)
-            if gate is not None and gate.isdisjoint(self.keywords):
-                self._frames[name] = False  # none of the cue words occurs: skip the regex
-            elif name == "urgent":
-                self._frames[name] = self._urgent()
-            else:
-                self._frames[name] = getattr(self.framing, name).search(self.frame_text) is not None
-        return self._frames[name]
-
-    def _urgent(self) -> bool:
-        # Urgency counts only outside quotes: 'translate "call an ambulance"' is not urgent. 50 looks at most.
-        for i, m in enumerate(self.framing.urgent.finditer(self.frame_text)):
-            if i >= 50:
-                break
-            if not self.has_quotes or not _quoted(self.text, m.start(), m.end()):
-                return True
-        return False
-
-    def near(self, rule: Rule, start: int, end: int) -> bool:
-        """Whether a `near` pattern matches within near_chars of the hit, in its sentence, and is not negated."""
-        text = self.text
-        lo, hi = max(0, start - rule.near_chars), min(len(text), end + rule.near_chars)
-        key = (rule.id, text[lo:hi], start - lo, end - lo)
-        if key not in self._near:
-            for m in _SENTENCE_END.finditer(text, lo, start):
-                lo = m.end()
-            stop = _SENTENCE_END.search(text, end, hi)
-            hi = stop.start() if stop else hi
-            self._near[key] = any(
-                not (start <= m.start() < end) and not self.negated(m.start())
-                for m in rule.near_regex.finditer(text, lo, hi)
-            )
-        return self._near[key]
-
-    def negated(self, start: int) -> bool:
-        window = self.text[max(0, start - self.framing.window_chars) : start]
-        if window not in self._negated:
-            scope = window
-            for m in _SENTENCE_BREAK.finditer(window):
-                scope = window[m.end() :]
-            self._negated[window] = self.framing.negation.search(scope) is not None
-        return self._negated[window]
-
-
-def _quoted(text: str, start: int, end: int) -> bool:
-    """Whether text[start:end] sits between quotes on the same line (looking at most 300 characters each way)."""
-    lo = max(0, start - _QUOTE_SPAN_CHARS, text.rfind("\n", 0, start) + 1)  # quotes do not span paragraphs
-    newline = text.find("\n", end, end + _QUOTE_SPAN_CHARS)
-    hi = newline if newline >= 0 else min(len(text), end + _QUOTE_SPAN_CHARS)
-    before, after = text[lo:start], text[end:hi]
-    if before.count('"') % 2 == 1 and '"' in after:
-        return True
-    for opening, closing in (("“", "”"), ("«", "»")):
-        if before.rfind(opening) > before.rfind(closing) and closing in after:
-            return True
-    # Searched in the whole text with bounds (one character past the hit's start so the lookaheads see it), so
-    # the lookarounds see the neighbours of the slice.
-    opens = list(_SQ_OPEN.finditer(text, lo, start + 1))
-    if not opens:
-        return False
-    closed_before = _SQ_CLOSE.search(text, opens[-1].end(), start + 1)
-    return closed_before is None and _SQ_CLOSE.search(text, end, hi) is not None
-
-
-def _suppression(rule: Rule, scan: _Scan, start: int, end: int) -> str | None:
-    if "negation" in rule.suppress and scan.negated(start):
-        return "negation"
-    reason = None
-    if "quoted" in rule.suppress and scan.has_quotes and _quoted(scan.text, start, end):
-        reason = "quoted"
-    elif "meta" in rule.suppress and scan.frame("meta"):
-        reason = "meta"
-    elif "past" in rule.suppress and scan.frame("past"):
-        reason = "past"
-    # An emergency told as a story or a quote still counts when the writer adds "right now", "help", ...
-    if reason and rule.category == "emergency" and scan.frame("urgent"):
-        return None
-    return reason
-
-
-def _match(rule: Rule, text: str, scan: _Scan, passage: int | None = None) -> tuple[list[RuleHit], list[RuleHit]]:
-    hits: list[RuleHit] = []
-    suppressed: list[RuleHit] = []
-    if rule.regex is None:
-        return hits, suppressed
-    if rule.keywords and scan.keywords.isdisjoint(rule.keywords):
-        return hits, suppressed
-    if rule.folded_regex is not None and scan.aligned:
-        matches = rule.folded_regex.finditer(scan.folded)
-    else:
-        matches = rule.regex.finditer(text)
-    for m in matches:
-        if m.end() == m.start():
-            continue
-        # `requires` is searched once, after a first match: most texts never get that far.
-        if not hits and not suppressed and rule.requires_regex is not None and not rule.requires_regex.search(text):
-            break
-        start, end = m.span()
-        reason = _suppression(rule, scan, start, end) if rule.suppress else None
-        if reason is None and rule.near_regex is not None and not scan.near(rule, start, end):
-            continue
-        hit = (rule.id, rule.category, rule.action, start, end, rule.message, passage)
-        if reason:
-            if len(suppressed) < MAX_HITS_PER_RULE:
-                suppressed.append(RuleHit(*hit, suppressed=reason))
-            continue
-        hits.append(RuleHit(*hit))
-        # A masking rule must find every span; for the others a few hits show where, and the verdict is known.
-        if rule.action != "redact" and len(hits) >= MAX_HITS_PER_RULE:
-            break
-    return hits, suppressed
 
 
 def _redact(text: str, hits: list[RuleHit], placeholders: dict[str, str]) -> str:
@@ -246,45 +98,48 @@ def _redact(text: str, hits: list[RuleHit], placeholders: dict[str, str]) -> str
     return "".join(out)
 
 
-def _decide(hits: list[RuleHit]) -> tuple[str, str | None, tuple[str, ...]]:
+def _messages(hits: list[RuleHit], fired: dict) -> tuple[str | None, tuple[str, ...]]:
     emergency = [h.message for h in hits if h.category == "emergency" and h.action == "banner"]
+    if fired.get("emergency") == "learned":
+        emergency.append(LEARNED_MESSAGES["emergency"])
     banner = "\n\n".join(dict.fromkeys(emergency)) or None
     others = [h.message for h in hits if not (h.category == "emergency" and h.action == "banner")]
-    messages = tuple(dict.fromkeys(others))
-    if banner:
-        action = "emergency"  # wins over a block: an informational answer is allowed, the banner comes first
-    elif any(h.action == "block" for h in hits):
-        action = "block"
-    else:
-        action = "allow"
-    return action, banner, messages
+    if fired.get("personal_advice") == "learned":
+        others.append(LEARNED_MESSAGES["personal_advice"])
+    return banner, tuple(dict.fromkeys(others))
 
 
-def _run_rule(rule: Rule, text: str, scan: _Scan, context: dict[str, Any]) -> tuple[list[RuleHit], list[RuleHit]]:
-    if rule.target == "text":
-        return _match(rule, text, scan)
-    hits: list[RuleHit] = []
-    suppressed: list[RuleHit] = []
-    if rule.target == "passages":
-        for i, (passage, passage_scan) in enumerate(context["passages"]):
-            found, quiet = _match(rule, passage, passage_scan, passage=i)
-            hits += found
-            suppressed += quiet
-    else:  # unsupported_sentences: the chat layer's citation check did the matching
-        for sentence in context["unsupported_sentences"]:
-            start = text.find(sentence)
-            end = start + len(sentence) if start >= 0 else -1
-            hits.append(RuleHit(rule.id, rule.category, rule.action, start, end, rule.message))
-    return hits, suppressed
+def _to_original(hits: list[RuleHit], folded: Folded, passages: list[Folded]) -> list[RuleHit]:
+    """Map hit spans from the folded texts back to the texts as given."""
+    out = []
+    for h in hits:
+        source = folded if h.passage is None else passages[h.passage]
+        if source.origin is None:
+            out.append(h)
+        else:
+            start, end = source.span(h.start, h.end)
+            out.append(replace(h, start=start, end=end))
+    return out
 
 
-def _screen(stage: str, text: str, context: dict[str, Any], ruleset: RuleSet | None, log: bool) -> Verdict:
+def _screen(
+    stage: str,
+    text: str,
+    context: dict[str, Any],
+    ruleset: RuleSet | None,
+    log: bool,
+    learned: LearnedLayer | None = None,
+    embedding: np.ndarray | None = None,
+    embedder=None,
+) -> Verdict:
     ruleset = ruleset or RuleStore().current()
-    scan = _Scan(text, ruleset)
+    folded = fold(text)
+    scan = Scan(folded.text, ruleset)
     passages = [str(p) for p in context.get("passages") or []]
+    folded_passages = [fold(p) for p in passages]
     prepared = {
-        "passages": [(p, _Scan(p, ruleset)) for p in passages],
-        "unsupported_sentences": [str(s) for s in context.get("unsupported_sentences") or []],
+        "passages": [(p.text, Scan(p.text, ruleset)) for p in folded_passages],
+        "unsupported_sentences": [fold(str(s)).text for s in context.get("unsupported_sentences") or []],
     }
     hits: list[RuleHit] = []
     suppressed: list[RuleHit] = []
@@ -295,18 +150,28 @@ def _screen(stage: str, text: str, context: dict[str, Any], ruleset: RuleSet | N
         if group and group[0].action != "redact" and masked:
             scan.blank(masked)
         for rule in group:
-            found, quiet = _run_rule(rule, text, scan, prepared)
+            found, quiet = run_rule(rule, folded.text, scan, prepared)
             hits += found
             suppressed += quiet
+    hits = _to_original(hits, folded, folded_passages)
+    suppressed = _to_original(suppressed, folded, folded_passages)
     text_hits = sorted((h for h in hits if h.passage is None), key=lambda h: (h.start, h.rule_id))
     passage_hits = [h for h in hits if h.passage is not None]
     placeholders = {r.id: r.placeholder for r in ruleset.rules}
-    action, banner, messages = _decide(hits)
+    redacted = _redact(text, text_hits, placeholders)
+    scores, learned_errors = None, ()
+    if learned is not None and any(c.isalnum() for c in folded.text):  # nothing to read in "" or "?!"
+        try:
+            scores = learned.score(redacted, embedding=embedding, embedder=embedder)
+        except LearnedLayerError as exc:  # the rules alone still screen; the verdict says why
+            learned_errors = (str(exc),)
+    decision = decide(hits, suppressed, scores)
+    banner, messages = _messages(hits, decision.fired)
     verdict = Verdict(
-        action=action,
+        action=decision.action,
         stage=stage,
         hits=tuple(text_hits + passage_hits),
-        redacted=_redact(text, text_hits, placeholders),
+        redacted=redacted,
         banner=banner,
         messages=messages,
         disclaimer=DISCLAIMER if stage == "output" else None,
@@ -316,24 +181,41 @@ def _screen(stage: str, text: str, context: dict[str, Any], ruleset: RuleSet | N
             _redact(p, [h for h in passage_hits if h.passage == i], placeholders) for i, p in enumerate(passages)
         ),
         rules_errors=ruleset.errors,
+        layer=decision.layer,
+        fired=decision.fired,
+        learned=scores,
+        learned_errors=learned_errors,
     )
     if log:
-        verdict = replace(verdict, audit_id=audit.log_verdict(stage, action, verdict.rule_ids, text))
+        verdict = replace(verdict, audit_id=audit.log_verdict(stage, decision.action, verdict.rule_ids, text))
     return verdict
 
 
-def screen_input(text: str, rules: RuleSet | None = None, *, log: bool = True) -> Verdict:
+def screen_input(
+    text: str,
+    rules: RuleSet | None = None,
+    *,
+    log: bool = True,
+    learned: LearnedLayer | None = None,
+    embedding: np.ndarray | None = None,
+    embedder=None,
+) -> Verdict:
     """Screen what a user typed before it reaches a model.
 
     Emergencies give action ``emergency``: an informational answer is still allowed, with the banner shown
     first. A request for personal advice gives ``block`` with a message pointing to a clinician, unless an
     emergency also fired (the emergency wins). Personal data is masked in ``redacted``: send that to the model.
+    With a learned layer, the rules and its scores combine as ``core.safety.policy`` lays down; the verdict names
+    the layer that fired and its score.
 
     Args:
         text: The user's message.
         rules: A rule set (pass one from ``RuleStore().current()`` when screening many texts); by default the
             rules in force are loaded.
         log: Append the verdict to the audit table (a hash of the text, never the text).
+        learned: The learned layer (``LayerStore().current()``); None screens with the rules alone.
+        embedding: The caller's unit-length embedding of the redacted text, so the layer adds no encode.
+        embedder: The caller's embedding model; used instead of the layer's own when it is the same model.
 
     Returns:
         The verdict.
@@ -341,7 +223,7 @@ def screen_input(text: str, rules: RuleSet | None = None, *, log: bool = True) -
     Raises:
         SafetyRuleError: No valid rule set could be loaded.
     """
-    return _screen("input", text, {}, rules, log)
+    return _screen("input", text, {}, rules, log, learned, embedding, embedder)
 
 
 def screen_output(

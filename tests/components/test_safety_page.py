@@ -1,5 +1,7 @@
 """The Safety page through AppTest: screen a phrase, toggle a rule, read the audit log, run the labelled set."""
 
+import time
+
 from streamlit.testing.v1 import AppTest
 
 from core.safety import audit
@@ -55,9 +57,43 @@ def test_running_the_labelled_set_shows_the_metrics():
     _button(at, "Run labelled set").click().run()
     assert not at.exception
     metrics = {m.label: float(m.value) for m in at.metric}
-    assert metrics["Emergency recall"] >= 0.95 and metrics["Personal-advice recall"] >= 0.90
-    assert metrics["False-block rate"] <= 0.05
+    assert metrics["Emergency recall"] >= 0.95 and metrics["Personal-advice recall"] >= 0.95
+    assert metrics["Informational blocked"] <= 0.03 and metrics["Informational bannered"] <= 0.05
     assert "targets met" in at.success[0].value
+    # Each layer alone and the combination, side by side.
+    assert list(at.dataframe[0].value.columns) == ["rules", "learned", "combined"]
+
+
+def test_the_learned_score_is_shown_next_to_the_rule_hits():
+    at = AppTest.from_function(_safety_app, default_timeout=60).run()
+    # No rule lists this phrasing; the learned layer catches it and the verdict names it.
+    at.text_area(key="safety.text").input("im going to end it all this weekend, ive made up my mind").run()
+    _button(at, "Screen").click().run()
+    assert not at.exception
+    markdown = "\n".join(m.value for m in at.markdown)
+    assert ":red-badge[emergency]" in markdown
+    assert "learned: emergency" in markdown and "(fires at" in markdown
+
+
+def test_a_wrong_verdict_becomes_a_labelled_example_and_retraining_runs_as_a_job():
+    from core import jobs
+    from core.safety import examples
+
+    at = AppTest.from_function(_safety_app, default_timeout=60).run()
+    at.text_area(key="safety.text").input("which index am I chatting with").run()
+    _button(at, "Screen").click().run()
+    at.radio(key="safety.feedback.label").set_value("personal_advice").run()
+    _button(at, "Add as a labelled example").click().run()
+    assert not at.exception
+    assert [r["label"] for r in examples.user_examples()] == ["personal_advice"]
+    assert examples.user_examples()[0]["source"] == "safety page"
+    _button(at, "Retrain").click().run()
+    job_id = next(j.id for j in jobs.list_jobs() if j.module == "core.safety.train")
+    deadline = time.time() + 300
+    while not (status := jobs.status(job_id)).finished and time.time() < deadline:
+        time.sleep(1)
+    assert status.state == "done", status.error or status.log_tail
+    assert status.result["data"]["user"] == 1
 
 
 def test_audit_tab_lists_verdicts_without_text():

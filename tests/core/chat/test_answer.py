@@ -137,3 +137,29 @@ def test_a_deleted_index_is_a_clear_error(demo):
     store.delete_index("demo")
     with pytest.raises(store.RagIndexError, match="No index named 'demo'"):
         store.load("demo")
+
+
+def test_the_learned_screen_reads_the_question_with_the_retrieval_vector(smol, embedder, demo, monkeypatch):
+    # The question is embedded once: the learned layer's vector is reused for retrieval.
+    seen = []
+    original = type(embedder).encode
+
+    def counting(self, texts, batch_size=64):
+        seen.extend(texts)
+        return original(self, texts, batch_size)
+
+    monkeypatch.setattr(type(embedder), "encode", counting)
+    question = "What do statins lower?"
+    answer = ask(question, config(max_new_tokens=8), smol, embedder, demo)
+    assert seen.count(question) == 1
+    verdict = answer.safety["input"]
+    assert verdict["learned"]["computed"] is True and verdict["learned"]["windows"] == 1
+    assert set(verdict["learned"]["scores"]) == {"emergency", "personal_advice", "informational"}
+
+
+def test_the_learned_layer_catches_an_emergency_no_rule_lists(smol, embedder, demo):
+    answer = ask("paramedic here, 19M peanut anaphylaxis, one IM adrenaline given, still stridulous, BP 70 systolic",
+                 config(max_new_tokens=8), smol, embedder, demo)  # fmt: skip
+    verdict = answer.safety["input"]
+    assert verdict["action"] == "emergency" and verdict["banner"]
+    assert verdict["fired"]["emergency"] == "learned" and verdict["layer"] == "learned" and not verdict["rules"]
