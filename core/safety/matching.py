@@ -2,11 +2,17 @@
 
 import heapq
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from core.safety.rules import Rule, RuleSet
 
+LONG_TEXT_CHARS = 16_384  # texts at least this long are scanned per segment (see Scan.segments)
+SEGMENT_CHARS = 2048
+LOOK_CHARS = 256  # context beyond a segment that lookarounds may read
+_CUT = re.compile(r"(?<=\s)[bhkoquvy]")
+_LONG_RUN = re.compile(r"\w{64}|\W{64}")
 MAX_HITS_PER_RULE = 20  # hits reported per non-masking rule (and suppressed matches kept per rule)
 _QUOTE_SPAN_CHARS = 300  # how far from a hit an opening / closing quote is looked for
 _QUOTES = "\"'‘’“”«»"
@@ -62,6 +68,52 @@ class Scan:
         # Repetitive input ("no chest pain " x 7000) repeats the same windows: remember their answers.
         self._negated: dict[str, bool] = {}
         self._near: dict[tuple, bool] = {}
+        self._segments: list[int] | None = None
+        self._spans: dict[tuple, list[tuple[int, int]]] = {}
+
+    def segments(self) -> list[int]:
+        """Content-defined cut points of a long text, or [] when it is short or has a run no rule width covers.
+
+        Cuts fall before words starting with one of a few letters, at least SEGMENT_CHARS apart: they depend only on
+        the text nearby, so a text that repeats itself repeats its segments, and each distinct window is scanned
+        once. A run of 64 word or non-word characters would let a match outgrow ``Rule.max_width``: no cuts then.
+        """
+        if self._segments is None:
+            cuts: list[int] = []
+            folded = self.folded
+            if len(folded) >= LONG_TEXT_CHARS:
+                last = 0
+                for m in _CUT.finditer(folded, SEGMENT_CHARS):
+                    if m.start() - last >= SEGMENT_CHARS:
+                        cuts.append(m.start())
+                        last = m.start()
+                bounds = [0, *cuts, len(folded)]
+                distinct = {folded[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)}
+                # Not repetitive: windows would only add their overlaps to one scan. The run check comes last: it
+                # reads the whole text, and most texts are already decided.
+                if len(distinct) * 2 > len(bounds) - 1 or _LONG_RUN.search(folded) is not None:
+                    cuts = []
+            self._segments = cuts
+        return self._segments
+
+    def spans(self, rule: Rule, regexes: list[re.Pattern]) -> Iterator[tuple[int, int]]:
+        """Yield match spans of ``regexes`` on the folded text in order, memoised per distinct window of it."""
+        cuts = self.segments()
+        if not cuts or rule.max_width is None:
+            yield from ((m.start(), m.end()) for m in _merged(regexes, self.folded, 0, len(self.folded)))
+            return
+        folded, width = self.folded, rule.max_width
+        bounds = [0, *cuts, len(folded)]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            # What the regexes can see of a match starting in this segment: a little before it (\b, lookbehinds),
+            # and after it the longest match plus room for lookaheads. Equal windows give equal matches.
+            end = min(len(folded), hi + width + LOOK_CHARS)
+            key = (rule.id, tuple(r.pattern for r in regexes), folded[max(0, lo - LOOK_CHARS) : end], lo == 0)
+            if key not in self._spans:
+                self._spans[key] = [(m.start() - lo, m.end() - lo) for m in _merged(regexes, folded, lo, end)
+                                    if m.start() < hi]  # fmt: skip
+            for start, stop in self._spans[key]:
+                yield lo + start, lo + stop
 
     def blank(self, hits: list[RuleHit]) -> None:
         """Hide masked spans from the framing cues: a patient at "42 Fictional Ave" is not fiction."""
@@ -119,6 +171,12 @@ class Scan:
         return self._negated[window]
 
 
+def _merged(regexes: list[re.Pattern], text: str, lo: int, hi: int) -> Iterator[re.Match]:
+    if len(regexes) == 1:
+        return regexes[0].finditer(text, lo, hi)
+    return heapq.merge(*(r.finditer(text, lo, hi) for r in regexes), key=lambda m: m.start())
+
+
 def _quoted(text: str, start: int, end: int) -> bool:
     """Whether text[start:end] sits between quotes on the same line (looking at most 300 characters each way)."""
     lo = max(0, start - _QUOTE_SPAN_CHARS, text.rfind("\n", 0, start) + 1)  # quotes do not span paragraphs
@@ -165,20 +223,17 @@ def match_rule(rule: Rule, text: str, scan: Scan, passage: int | None = None) ->
         return hits, suppressed
     if rule.folded_regex is not None and scan.aligned:
         open_gates = [regex for needed, regex in rule.gates if not needed.isdisjoint(scan.keywords)]
-        if rule.gates and len(open_gates) < len(rule.gates):
-            # Only the patterns whose keywords occur, in text order (overlaps between patterns are kept).
-            matches = heapq.merge(*(regex.finditer(scan.folded) for regex in open_gates), key=lambda m: m.start())
-        else:
-            matches = rule.folded_regex.finditer(scan.folded)
+        # Only the patterns whose keywords occur (overlaps between patterns are kept), else the one alternation.
+        regexes = open_gates if rule.gates and len(open_gates) < len(rule.gates) else [rule.folded_regex]
+        matches = scan.spans(rule, regexes)
     else:
-        matches = rule.regex.finditer(text)
-    for m in matches:
-        if m.end() == m.start():
+        matches = ((m.start(), m.end()) for m in rule.regex.finditer(text))
+    for start, end in matches:
+        if end == start:
             continue
         # `requires` is searched once, after a first match: most texts never get that far.
         if not hits and not suppressed and rule.requires_regex is not None and not rule.requires_regex.search(text):
             break
-        start, end = m.span()
         reason = _suppression(rule, scan, start, end) if rule.suppress else None
         if reason is None and rule.near_regex is not None and not scan.near(rule, start, end):
             continue

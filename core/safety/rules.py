@@ -64,13 +64,18 @@ class Rule:
     # Per pattern: (its keywords, the pattern compiled for the lower-cased text). A rule whose patterns each need
     # only some of its keywords runs just the patterns whose keywords occur (dense texts stay fast).
     gates: tuple[tuple[frozenset[str], re.Pattern], ...] = field(default=(), repr=False, compare=False)
+    # The longest match the patterns allow in a text without a run of 64 word or 64 non-word characters (None:
+    # unbounded even then). Long repetitive texts are scanned in windows of this overlap (see matching.py).
+    max_width: int | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """Return the rule as JSON-able data (without the compiled regexes)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _COMPILED}
 
 
-_COMPILED = ("regex", "requires_regex", "near_regex", "folded_regex", "gates")
+_COMPILED = ("regex", "requires_regex", "near_regex", "folded_regex", "gates", "max_width")
+RUN_LIMIT = 63  # see Rule.max_width
+_SINGLE_ATOM_REPEAT = re.compile(r"(\\[wWsSdD]|\[(?:\\.|[^\]\\])+\])([+*]|\{\d+,\})")
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,8 @@ def _build_rule(raw: dict, macros: dict[str, str], where: str) -> Rule:
     if regex is not None and rule.ignore_case and "(?-i" not in regex.pattern:
         folded = re.compile(regex.pattern)
     gates = _gates(rule, macros, where) if folded is not None else ()
-    rule = replace(rule, regex=regex, requires_regex=requires, near_regex=near, folded_regex=folded, gates=gates)
+    rule = replace(rule, regex=regex, requires_regex=requires, near_regex=near, folded_regex=folded, gates=gates,
+                   max_width=_max_width(folded.pattern) if folded is not None else None)  # fmt: skip
     for example in rule.examples:
         if regex is None or not regex.search(example) or (near is not None and not near.search(example)):
             raise SafetyRuleError(f"{where}: example {example!r} does not match the rule's patterns")
@@ -231,6 +237,22 @@ def _build_rule(raw: dict, macros: dict[str, str], where: str) -> Rule:
         if rule.keywords and not any(k in example.lower() for k in rule.keywords):
             raise SafetyRuleError(f"{where}: example {example!r} contains none of the rule's keywords")
     return rule
+
+
+def _max_width(pattern: str) -> int | None:
+    """Longest match of ``pattern`` when every unbounded run of one character class is at most 63 long."""
+    import re._parser as sre_parse
+
+    def bound(m: re.Match) -> str:
+        low = {"+": "1", "*": "0"}.get(m.group(2)) or m.group(2)[1:-2]
+        return f"{m.group(1)}{{{low},{max(int(low), RUN_LIMIT)}}}"
+
+    bounded = _SINGLE_ATOM_REPEAT.sub(bound, pattern)
+    try:
+        width = sre_parse.parse(bounded).getwidth()[1]
+    except (re.error, OverflowError, RecursionError):
+        return None
+    return width if width < 100_000 else None
 
 
 def _gates(rule: Rule, macros: dict[str, str], where: str) -> tuple[tuple[frozenset[str], re.Pattern], ...]:

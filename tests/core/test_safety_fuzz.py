@@ -125,3 +125,42 @@ def test_compiled_rules_have_no_unbounded_gaps():
     # `.*` / `.+` invite slow scans of long texts; rules use bounded windows such as {{GAP40}} instead.
     for rule in PATTERN_RULES:
         assert not re.search(r"(?<!\\)\.[*+]", rule.regex.pattern), rule.id
+
+
+def _long_texts():
+    rows = [json.loads(line)["text"] for line in (paths.shipped_data_dir() / "eval" / "safety.jsonl").read_text(
+        encoding="utf-8").splitlines()]  # fmt: skip
+    examples = [e for r in RULES.rules for e in r.examples]
+    out = {
+        "rule_words": ("should i take my pills chest pain no my dad is not breathing and help " * 1500),
+        "examples_repeated": (" ".join(examples) + " ") * 6,
+        "labelled_repeated": (" ".join(rows[:40]) + "\n") * 10,
+        "phone_and_words": ("call 555-0147 about my dad, he is not breathing. " * 800),
+        "emergency_at_the_end": ("my model labels notes about statins and sleep " * 900) + "my wife is not breathing",
+    }
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(_long_texts()))
+def test_a_long_repetitive_text_scanned_in_windows_gets_the_whole_scan_verdict(kind, monkeypatch):
+    from core.safety import matching
+
+    text = _long_texts()[kind]
+    windowed = screen_input(text, RULES, log=False)
+    monkeypatch.setattr(matching, "LONG_TEXT_CHARS", 10**9)
+    whole = screen_input(text, RULES, log=False)
+    assert windowed.action == whole.action
+    assert windowed.rule_ids == whole.rule_ids
+    assert windowed.redacted == whole.redacted
+    assert {h.suppressed for h in windowed.suppressed} == {h.suppressed for h in whole.suppressed}
+
+
+def test_every_rule_match_fits_its_max_width_on_the_labelled_texts():
+    rows = [json.loads(line)["text"] for line in (paths.shipped_data_dir() / "eval" / "safety.jsonl").read_text(
+        encoding="utf-8").splitlines()]  # fmt: skip
+    for rule in PATTERN_RULES:
+        if rule.max_width is None:
+            continue
+        for text in rows + list(rule.examples):
+            for m in rule.folded_regex.finditer(text.lower()):
+                assert m.end() - m.start() <= rule.max_width, (rule.id, m.group())
