@@ -13,6 +13,8 @@ SEGMENT_CHARS = 2048
 LOOK_CHARS = 256  # context beyond a segment that lookarounds may read
 _CUT = re.compile(r"(?<=\s)[bhkoquvy]")
 _LONG_RUN = re.compile(r"\w{64}|\W{64}")
+_SUBJECT_START = re.compile(r"(?:i|i['’]?m|i['’]?ve|my|he|she|we|they|his|her|our|their)\b", re.IGNORECASE)
+_BARE_NO = re.compile(r"(?:^|[^\w'’])no[\s,]*$", re.IGNORECASE)
 MAX_HITS_PER_RULE = 20  # hits reported per non-masking rule (and suppressed matches kept per rule)
 _QUOTE_SPAN_CHARS = 300  # how far from a hit an opening / closing quote is looked for
 _QUOTES = "\"'‘’“”«»"
@@ -66,7 +68,7 @@ class Scan:
         self.frame_text = text  # the text framing cues are looked for in (personal data blanked out)
         self._frames: dict[str, bool] = {}
         # Repetitive input ("no chest pain " x 7000) repeats the same windows: remember their answers.
-        self._negated: dict[str, bool] = {}
+        self._negated: dict[tuple[str, bool], bool] = {}
         self._near: dict[tuple, bool] = {}
         self._segments: list[int] | None = None
         self._spans: dict[tuple, list[tuple[int, int]]] = {}
@@ -163,12 +165,17 @@ class Scan:
     def negated(self, start: int) -> bool:
         """Whether a negation cue ends the few words before ``start``, in the same clause."""
         window = self.text[max(0, start - self.framing.window_chars) : start]
-        if window not in self._negated:
+        key = (window, _SUBJECT_START.match(self.text, start) is not None)
+        if key not in self._negated:
             scope = window
             for m in _SENTENCE_BREAK.finditer(window):
                 scope = window[m.end() :]
-            self._negated[window] = self.framing.negation.search(scope) is not None
-        return self._negated[window]
+            negated = self.framing.negation.search(scope) is not None
+            # A bare "no" right before a subject answers a question: "no my dad is not breathing".
+            if negated and key[1] and _BARE_NO.search(scope):
+                negated = False
+            self._negated[key] = negated
+        return self._negated[key]
 
 
 def _merged(regexes: list[re.Pattern], text: str, lo: int, hi: int) -> Iterator[re.Match]:

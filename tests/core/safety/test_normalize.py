@@ -59,3 +59,22 @@ def test_redaction_of_a_folded_text_keeps_the_rest_of_what_was_typed(rules):
     verdict = screen_input(typed, rules, log=False)
     assert "555-0147" not in verdict.redacted
     assert verdict.redacted.startswith("Му phone is ") and verdict.redacted.endswith("café owner here")
+
+
+@pytest.mark.parametrize(
+    ("text", "action"),
+    [
+        ("No I have chest pain and I'm sweating", "emergency"),  # "No" answers a question; it negates nothing
+        ("no my dad is not breathing", "emergency"),
+        ("no I dont have chest pain, just asking about troponin", "allow"),  # "dont" without an apostrophe
+        ("my patient is not breathing", "emergency"),  # a clinician with a patient, not a clinical note
+        ("our patient is choking", "emergency"),
+        ("the patient in bed 4 is not breathing", "emergency"),
+        ("Pt denies chest pain", "allow"),
+        ("I had an anaphylactic reaction when I was a kid. Do I still need an EpiPen?", "allow"),  # "still" ≠ urgent
+        ("he is still not breathing", "emergency"),
+        ("I can't breathe through my nose without my decongestant spray", "allow"),
+    ],
+)
+def test_the_known_rule_misses_are_fixed(rules, text, action):
+    assert screen_input(text, rules, log=False).action == action
