@@ -7,7 +7,7 @@ import streamlit as st
 
 from components import resources
 from components.base import Page
-from components.widgets import escape_md, job_card, verdict_feedback, verdict_summary
+from components.widgets import escape_md, job_card, verdict_feedback
 from core import jobs, paths
 from core.config import SafetyTrainConfig
 from core.errors import WorkbenchError
@@ -109,8 +109,6 @@ class SafetyPage(Page):
         if verdict.banner:
             st.error(verdict.banner, icon=":material/emergency:")
         st.markdown(f"**Verdict** {ACTION_BADGES[verdict.action]} · audit row {verdict.audit_id}")
-        if stage == "input":
-            st.markdown(verdict_summary(verdict.to_dict()))
         st.markdown(highlight(text, verdict))
         for message in verdict.messages:
             st.info(message)
@@ -177,7 +175,7 @@ class SafetyPage(Page):
         st.markdown("**Retrain the learned layer**")
         st.caption("Fits the classifier on the shipped training split plus your examples, picks thresholds on the "
                    "dev split, and puts the new layer in force only if it does no worse on dev and on the frozen "
-                   "test split. Otherwise the last good layer stays. It takes seconds.")  # fmt: skip
+                   "test split. Otherwise the last good layer stays. It takes about 20 seconds.")  # fmt: skip
         running = [j for j in jobs.list_jobs(limit=20) if j.module == safety_train.JOB_MODULE]
         job_id = st.session_state.get("safety.train_job") or (running[0].id if running else None)
         if st.button("Retrain", icon=":material/model_training:", key="safety.retrain"):

@@ -175,7 +175,7 @@ def verdict_feedback(text: str, verdict: dict, key: str, source: str = "chat ver
     from core.errors import WorkbenchError
     from core.safety import examples
 
-    left, right = st.columns([5, 1])
+    left, right = st.columns([3, 1], vertical_alignment="center")
     left.caption(verdict_summary(verdict))
     with right.popover("Verdict wrong?", icon=":material/flag:"):
         st.caption("Add this question, with the label it should have had, to your safety examples. They join "

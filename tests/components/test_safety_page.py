@@ -70,9 +70,9 @@ def test_the_learned_score_is_shown_next_to_the_rule_hits():
     at.text_area(key="safety.text").input("im going to end it all this weekend, ive made up my mind").run()
     _button(at, "Screen").click().run()
     assert not at.exception
-    markdown = "\n".join(m.value for m in at.markdown)
-    assert ":red-badge[emergency]" in markdown
-    assert "learned: emergency" in markdown and "(fires at" in markdown
+    assert ":red-badge[emergency]" in "\n".join(m.value for m in at.markdown)
+    captions = "\n".join(c.value for c in at.caption)
+    assert "learned: emergency" in captions and "(fires at" in captions
 
 
 def test_a_wrong_verdict_becomes_a_labelled_example_and_retraining_runs_as_a_job():
