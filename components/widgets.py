@@ -149,7 +149,6 @@ def hit_card(rank: int, hit, context: dict | None = None) -> None:
                             + escape_md(after[:1500]))  # fmt: skip
 
 
-_LABEL_OF_ACTION = {"emergency": "emergency", "block": "personal_advice", "allow": "informational"}
 _LABEL_NAMES = {"emergency": "Emergency", "personal_advice": "Personal advice", "informational": "Informational"}
 
 
@@ -174,6 +173,7 @@ def verdict_feedback(text: str, verdict: dict, key: str, source: str = "chat ver
     """Show how a question was screened, with a "Verdict wrong?" popover that stores a labelled example."""
     from core.errors import WorkbenchError
     from core.safety import examples
+    from core.safety.policy import ACTION_LABEL
 
     left, right = st.columns([3, 1], vertical_alignment="center")
     left.caption(verdict_summary(verdict))
@@ -181,7 +181,7 @@ def verdict_feedback(text: str, verdict: dict, key: str, source: str = "chat ver
         st.caption("Add this question, with the label it should have had, to your safety examples. They join "
                    "training the next time the learned layer is retrained (Safety page).")  # fmt: skip
         labels = list(_LABEL_NAMES)
-        current = _LABEL_OF_ACTION.get(verdict.get("action"), "informational")
+        current = ACTION_LABEL.get(verdict.get("action"), "informational")
         others = [lab for lab in labels if lab != current]
         label = st.radio("It should have been", others, format_func=_LABEL_NAMES.get, key=f"{key}.label")
         if st.button("Add as a labelled example", key=f"{key}.add", icon=":material/add:"):

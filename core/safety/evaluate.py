@@ -12,13 +12,11 @@ from pathlib import Path
 from core import paths
 from core.safety import examples
 from core.safety.learned import LABELS, LearnedLayer
-from core.safety.policy import decide
+from core.safety.policy import ACTION_LABEL, decide
 from core.safety.rules import RuleSet
 from core.safety.screen import screen_input
 from core.safety.store import RuleStore
 
-# What each verdict action means as a label: a block is the personal-advice answer.
-ACTION_LABEL = {"emergency": "emergency", "block": "personal_advice", "allow": "informational"}
 # The issue's targets on the blind test split. false_block_rate (blocked or bannered) is reported, not targeted.
 TARGETS = {"emergency_recall": 0.95, "personal_advice_recall": 0.95, "false_block_only_rate": 0.03,
            "false_emergency_rate": 0.05}  # fmt: skip
@@ -131,18 +129,28 @@ def predict(rows: list[dict], rules: RuleSet, learned: LearnedLayer | None = Non
         ``{"rules": [...], "learned": [...], "combined": [...], "rule_ids": [...], "scores": [...]}``.
     """
     verdicts = [screen_input(row["text"], rules, log=False) for row in rows]
-    out: dict[str, list] = {
-        "rules": [ACTION_LABEL[v.action] for v in verdicts],
-        "rule_ids": [v.rule_ids for v in verdicts],
-    }
-    if learned is None:
-        return out
-    scores = learned.score_many([v.redacted for v in verdicts])
-    out["learned"] = [ACTION_LABEL[decide((), (), s).action] for s in scores]
-    out["combined"] = [
-        ACTION_LABEL[decide(v.hits, v.suppressed, s).action] for v, s in zip(verdicts, scores, strict=True)
-    ]
-    out["scores"] = scores
+    scores = learned.score_many([v.redacted for v in verdicts]) if learned is not None else None
+    out: dict[str, list] = layer_predictions([(v.hits, v.suppressed) for v in verdicts], scores)
+    out["rule_ids"] = [v.rule_ids for v in verdicts]
+    if scores is not None:
+        out["scores"] = scores
+    return out
+
+
+def layer_predictions(facts: list[tuple], scores: list | None) -> dict[str, list[str]]:
+    """Each layer's predicted labels from per-row rule facts and learned scores, through ``policy.decide``.
+
+    Args:
+        facts: Per row, ``(hits, suppressed)`` of the rules.
+        scores: Per row, the learned layer's LayerScores; None for the rules alone.
+
+    Returns:
+        ``{"rules": [...]}``, plus ``"learned"`` and ``"combined"`` when scores are given.
+    """
+    out = {"rules": [ACTION_LABEL[decide(h, s, None).action] for h, s in facts]}
+    if scores is not None:
+        out["learned"] = [ACTION_LABEL[decide((), (), sc).action] for sc in scores]
+        out["combined"] = [ACTION_LABEL[decide(h, s, sc).action] for (h, s), sc in zip(facts, scores, strict=True)]
     return out
 
 

@@ -174,6 +174,20 @@ def windows(text: str, tokenizer) -> list[str]:
     return out
 
 
+def embed_windows(texts: list[str], embedder) -> tuple[np.ndarray, list[int]]:
+    """Fold each text, split it into windows and embed them all in batches.
+
+    Args:
+        texts: The texts.
+        embedder: The embedding model.
+
+    Returns:
+        The (W, dim) window vectors, in text order, and each text's window count.
+    """
+    parts = [windows(fold(t).text, embedder.model.tokenizer) for t in texts]
+    return embedder.encode([p for ps in parts for p in ps]), [len(ps) for ps in parts]
+
+
 class LearnedLayer:
     """A classifier with the embedding model that reads texts for it."""
 
@@ -238,10 +252,7 @@ class LearnedLayer:
 
     def vectors_many(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """Embed many texts' windows in batches: the (W, dim) vectors and each text's window count."""
-        model = self.embedder
-        parts = [windows(fold(t).text, model.model.tokenizer) for t in texts]
-        flat = [p for ps in parts for p in ps]
-        return model.encode(flat), [len(ps) for ps in parts]
+        return embed_windows(texts, self.embedder)
 
     def scores_from(self, vectors: np.ndarray, counts: list[int]) -> list[LayerScores]:
         """Turn window vectors (as ``vectors_many`` returns them) into one LayerScores per text (worst window)."""

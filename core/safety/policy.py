@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from core.safety.learned import LayerScores
 
 FIRING = ("emergency", "personal_advice")
+# What each verdict action means as a label: a block is the personal-advice answer.
+ACTION_LABEL = {"emergency": "emergency", "block": "personal_advice", "allow": "informational"}
 LEARNED_MESSAGES = {
     "emergency": (
         "This may be a medical emergency. If someone's life may be in danger, call your local emergency number now "
@@ -48,8 +50,8 @@ class Decision:
     @property
     def layer(self) -> str | None:
         """The layer behind the action: the one that fired its label (None for allow)."""
-        label = {"emergency": "emergency", "block": "personal_advice"}.get(self.action)
-        return self.fired.get(label) if label else None
+        label = ACTION_LABEL[self.action]
+        return self.fired.get(label) if label in FIRING else None
 
 
 def rule_label(category: str, action: str) -> str | None:

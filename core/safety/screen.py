@@ -9,7 +9,7 @@ from core.safety import audit
 from core.safety.learned import LayerScores, LearnedLayer, LearnedLayerError
 from core.safety.matching import MAX_HITS_PER_RULE, RuleHit, Scan, run_rule
 from core.safety.normalize import Folded, fold
-from core.safety.policy import LEARNED_MESSAGES, decide
+from core.safety.policy import ACTION_LABEL, FIRING, LEARNED_MESSAGES, decide
 from core.safety.rules import RuleSet
 from core.safety.store import RuleStore
 
@@ -48,9 +48,9 @@ class Verdict:
         """The learned probability of the label behind the action (of the riskier label for allow)."""
         if self.learned is None:
             return None
-        label = {"emergency": "emergency", "block": "personal_advice"}.get(self.action)
+        label = ACTION_LABEL[self.action]
         probs = self.learned.probs
-        return round(probs[label] if label else max(probs["emergency"], probs["personal_advice"]), 4)
+        return round(probs[label] if label in FIRING else max(probs[f] for f in FIRING), 4)
 
     @property
     def embedding(self) -> np.ndarray | None:

@@ -22,7 +22,7 @@ from core.config import SafetyTrainConfig
 from core.fileio import atomic_write_json
 from core.runfolder import now_iso, tool_versions
 from core.safety import examples
-from core.safety.evaluate import ACTION_LABEL, TARGETS, metrics
+from core.safety.evaluate import TARGETS, layer_predictions, metrics
 from core.safety.learned import (
     EMBEDDER,
     LABELS,
@@ -30,13 +30,14 @@ from core.safety.learned import (
     LearnedLayer,
     LearnedLayerError,
     current_pointer,
+    embed_windows,
     layer_in_force,
     save_layer,
     shared_embedder,
     user_layers_dir,
 )
 from core.safety.matching import RuleHit
-from core.safety.policy import decide, rule_label
+from core.safety.policy import rule_label
 from core.safety.screen import screen_input
 from core.safety.store import RuleStore
 
@@ -65,10 +66,9 @@ def _embed(texts: list[str], layer_embedder, progress) -> np.ndarray:
     keys = [examples.data_hash([{"text": t, "label": "informational"}])[:32] for t in texts]
     missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cached}.items())
     if missing:
-        probe = LearnedLayer(Classifier({}, {"embedding": {}}), layer_embedder)
         for start in range(0, len(missing), 256):
             batch = missing[start : start + 256]
-            vectors, counts = probe.vectors_many([t for _, t in batch])
+            vectors, counts = embed_windows([t for _, t in batch], layer_embedder)
             at = 0
             for (k, _), n in zip(batch, counts, strict=True):
                 cached[k] = vectors[at : at + n]  # (windows, dim)
@@ -146,10 +146,6 @@ def _rule_facts(rows: list[dict], rules) -> list[tuple[tuple[RuleHit, ...], tupl
     return [(v.hits, v.suppressed) for v in (screen_input(r["text"], rules, log=False) for r in rows)]
 
 
-def _predict(facts, scores) -> list[str]:
-    return [ACTION_LABEL[decide(h, s, sc).action] for (h, s), sc in zip(facts, scores, strict=True)]
-
-
 def _with(scores, thresholds: dict, overrides: dict):
     return [replace(s, thresholds=thresholds, overrides=overrides) for s in scores]
 
@@ -220,12 +216,10 @@ def _counts_for(hit, label: str) -> bool:
 
 def _figures(rows, facts, scores) -> dict:
     labels = [r["label"] for r in rows]
-    rules_only = [ACTION_LABEL[decide(h, s, None).action] for h, s in facts]
-    learned_only = [ACTION_LABEL[decide((), (), sc).action] if sc is not None else "informational" for sc in scores]
     pick = ("n", "emergency_recall", "personal_advice_recall", "false_block_only_rate", "false_emergency_rate",
             "false_block_rate", "accuracy", "targets_met")  # fmt: skip
     out = {}
-    for name, predicted in (("rules", rules_only), ("learned", learned_only), ("combined", _predict(facts, scores))):
+    for name, predicted in layer_predictions(facts, scores).items():
         m = {**metrics(labels, predicted), "n": len(labels)}
         out[name] = {k: m[k] for k in pick}
     return out
@@ -316,7 +310,7 @@ def train(config: SafetyTrainConfig | None = None, progress=None) -> dict:
             old_scores = LearnedLayer(old_classifier, embedder).scores_from(np.vstack(vecs), counts)
             previous[split] = _figures(rows, facts, old_scores)
         else:
-            previous[split] = {"combined": _figures(rows, facts, [None] * len(rows))["rules"]}
+            previous[split] = {"combined": _figures(rows, facts, None)["rules"]}
     reasons = [f"{split}: {r}" for split in ("dev", "test")
                for r in _no_worse(figures[split]["combined"], previous[split]["combined"])]  # fmt: skip
     accepted = not reasons

@@ -68,9 +68,11 @@ def test_a_retrain_that_does_worse_keeps_the_last_good_layer(tiny_splits):
 
 def test_retraining_on_the_same_data_is_deterministic_and_uses_the_embedding_cache(tiny_splits, monkeypatch):
     first = train(SafetyTrainConfig(epochs=100))
+    from core.safety import train as train_module
+
     embedded = []
-    original = LearnedLayer.vectors_many
-    monkeypatch.setattr(LearnedLayer, "vectors_many", lambda self, t: embedded.append(t) or original(self, t))
+    original = train_module.embed_windows
+    monkeypatch.setattr(train_module, "embed_windows", lambda t, e: embedded.append(t) or original(t, e))
     second = train(SafetyTrainConfig(epochs=100))
     assert second["figures"] == first["figures"] and second["thresholds"] == first["thresholds"]
     assert second["accepted"]  # no worse than itself
