@@ -4,15 +4,15 @@ import heapq
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from core.safety.rules import Rule, RuleSet
+from core.safety.rules import RUN_LIMIT, Rule, RuleSet
 
 LONG_TEXT_CHARS = 16_384  # texts at least this long are scanned per segment (see Scan.segments)
 SEGMENT_CHARS = 2048
-LOOK_CHARS = 256  # context beyond a segment that lookarounds may read
-_CUT = re.compile(r"(?<=\s)[bhkoquvy]")
-_LONG_RUN = re.compile(r"\w{64}|\W{64}")
+LOOK_CHARS = 320  # context beyond a segment that lookarounds and the per-match checks read (quotes: 300)
+# Cut candidates, best first: a word starting with one of a few letters; one of those letters; a word start.
+_CUTS = (re.compile(r"(?<=\s)[bhkoquvy]"), re.compile(r"[bhkoquvy]"), re.compile(r"(?<=\W)\w"))
 _SUBJECT_START = re.compile(r"(?:i|i['’]?m|i['’]?ve|my|he|she|we|they|his|her|our|their)\b", re.IGNORECASE)
 _BARE_NO = re.compile(r"(?:^|[^\w'’])no[\s,]*$", re.IGNORECASE)
 MAX_HITS_PER_RULE = 20  # hits reported per non-masking rule (and suppressed matches kept per rule)
@@ -65,65 +65,105 @@ class Scan:
         self.lower = " ".join(self.folded.split())
         self.keywords = ruleset.keywords_in(self.lower)
         self.framing = ruleset.framing
-        self.frame_text = text  # the text framing cues are looked for in (personal data blanked out)
+        self._frame_text: str | None = text
+        self._blank: list[tuple[int, int]] = []
         self._frames: dict[str, bool] = {}
         # Repetitive input ("no chest pain " x 7000) repeats the same windows: remember their answers.
         self._negated: dict[tuple[str, bool], bool] = {}
         self._near: dict[tuple, bool] = {}
         self._segments: list[int] | None = None
-        self._spans: dict[tuple, list[tuple[int, int]]] = {}
+        self._outcomes: dict[tuple, list[tuple[int, int, Any]]] = {}
+        self._long_runs: dict[str, bool] = {}
 
     def segments(self) -> list[int]:
-        """Content-defined cut points of a long text, or [] when it is short or has a run no rule width covers.
+        """Content-defined cut points of a long repetitive text, or [] when it is short or not repetitive.
 
-        Cuts fall before words starting with one of a few letters, at least SEGMENT_CHARS apart: they depend only on
-        the text nearby, so a text that repeats itself repeats its segments, and each distinct window is scanned
-        once. A run of 64 word or non-word characters would let a match outgrow ``Rule.max_width``: no cuts then.
+        The next cut is the first candidate (see ``_CUTS``) from SEGMENT_CHARS to twice that past the last cut,
+        else exactly twice that past it: each cut depends only on the text since the last, so a text
+        that repeats itself repeats its segments, and each distinct window is scanned once.
         """
         if self._segments is None:
             cuts: list[int] = []
             folded = self.folded
-            if len(folded) >= LONG_TEXT_CHARS:
+            if len(folded) >= LONG_TEXT_CHARS and self.aligned:
+                # The kind of candidate is chosen once per text (the first kind found early on), so each cut still
+                # depends only on the text since the last one.
+                cut = next((c for c in _CUTS if c.search(folded, 0, 4 * SEGMENT_CHARS)), _CUTS[-1])
                 last = 0
-                for m in _CUT.finditer(folded, SEGMENT_CHARS):
-                    if m.start() - last >= SEGMENT_CHARS:
-                        cuts.append(m.start())
-                        last = m.start()
+                while last + 2 * SEGMENT_CHARS < len(folded):
+                    m = cut.search(folded, last + SEGMENT_CHARS, last + 2 * SEGMENT_CHARS)
+                    last = m.start() if m is not None else last + 2 * SEGMENT_CHARS
+                    cuts.append(last)
                 bounds = [0, *cuts, len(folded)]
                 distinct = {folded[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)}
-                # Not repetitive: windows would only add their overlaps to one scan. The run check comes last: it
-                # reads the whole text, and most texts are already decided.
-                if len(distinct) * 2 > len(bounds) - 1 or _LONG_RUN.search(folded) is not None:
+                if len(distinct) * 2 > len(bounds) - 1:  # not repetitive: windows would only add their overlaps
                     cuts = []
             self._segments = cuts
         return self._segments
 
-    def spans(self, rule: Rule, regexes: list[re.Pattern]) -> Iterator[tuple[int, int]]:
-        """Yield match spans of ``regexes`` on the folded text in order, memoised per distinct window of it."""
-        cuts = self.segments()
-        if not cuts or rule.max_width is None:
-            yield from ((m.start(), m.end()) for m in _merged(regexes, self.folded, 0, len(self.folded)))
-            return
-        folded, width = self.folded, rule.max_width
-        bounds = [0, *cuts, len(folded)]
-        for lo, hi in zip(bounds, bounds[1:], strict=False):
-            # What the regexes can see of a match starting in this segment: a little before it (\b, lookbehinds),
-            # and after it the longest match plus room for lookaheads. Equal windows give equal matches.
-            end = min(len(folded), hi + width + LOOK_CHARS)
-            key = (rule.id, tuple(r.pattern for r in regexes), folded[max(0, lo - LOOK_CHARS) : end], lo == 0)
-            if key not in self._spans:
-                self._spans[key] = [(m.start() - lo, m.end() - lo) for m in _merged(regexes, folded, lo, end)
-                                    if m.start() < hi]  # fmt: skip
-            for start, stop in self._spans[key]:
-                yield lo + start, lo + stop
+    def long_run(self, atom: str) -> bool:
+        """Whether the text has a run of more than RUN_LIMIT characters that the regex atom ``atom`` matches."""
+        if atom not in self._long_runs:
+            self._long_runs[atom] = _has_run(self.text, atom, RUN_LIMIT + 1)
+        return self._long_runs[atom]
 
-    def blank(self, hits: list[RuleHit]) -> None:
-        """Hide masked spans from the framing cues: a patient at "42 Fictional Ave" is not fiction."""
-        chars = list(self.text)
-        for h in hits:
-            chars[h.start : h.end] = " " * (h.end - h.start)
-        self.frame_text = "".join(chars)
+    def outcomes(self, rule: Rule, regexes: list[re.Pattern], source: str, judge) -> Iterator[tuple[int, Any]]:
+        """Yield ``(offset, items)`` chunks of the matches of ``regexes`` in ``source``, in order.
+
+        ``items`` are ``(start - offset, end - offset, judge(start, end))``. ``source`` is this text or its
+        lower-cased form (the same offsets). ``judge`` reads the text around a match (at most LOOK_CHARS away) and
+        this scan's whole-text facts, so in a long repetitive text the answers of a window hold wherever the window
+        repeats: they are computed once per distinct window. Windows are used only when the rule's widest match is
+        known for this text (``Rule.max_width`` and ``Rule.runs``); otherwise one lazy chunk covers the text (the
+        caller may stop early).
+        """
+        cuts = self.segments()
+        width = rule.max_width
+        if not cuts or width is None or any(self.long_run(atom) for atom in rule.runs):
+            merged = _merged(regexes, source, 0, len(source))
+            yield 0, ((m.start(), m.end(), judge(m.start(), m.end())) for m in merged)
+            return
+        text, look = self.text, max(LOOK_CHARS, self.framing.window_chars + 8)
+        patterns = tuple((r.pattern, r.flags) for r in regexes)
+        bounds = [0, *cuts, len(text)]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            # A match starting in this segment ends within `width` of its end; the regexes' lookarounds and the
+            # judge read at most `look` further. Equal windows (at the same place relative to the text's ends, which
+            # the window's length and lo's offset in it tell) give equal answers.
+            before, end = max(0, lo - look), min(len(text), hi + width + look)
+            key = (rule.id, patterns, text[before:end], lo - before, hi - lo)
+            found = self._outcomes.get(key)
+            if found is None:
+                found = self._outcomes[key] = [
+                    (m.start() - lo, m.end() - lo, judge(m.start(), m.end()))
+                    for m in _merged(regexes, source, lo, end)
+                    if m.start() < hi
+                ]  # fmt: skip
+            yield lo, found
+
+    def blank(self, spans: list[tuple[int, int]]) -> None:
+        """Hide masked spans from the framing cues: a patient at "42 Fictional Ave" is not fiction.
+
+        The blanked text is built when a framing cue is first looked for (most texts never need one).
+        """
+        self._blank = spans
+        self._frame_text = None
         self._frames.clear()
+        self._outcomes.clear()
+
+    @property
+    def frame_text(self) -> str:
+        """The text framing cues are looked for in: the text with masked personal data blanked out."""
+        if self._frame_text is None:
+            out, pos = [], 0
+            for start, end in sorted(self._blank):
+                start = max(start, pos)
+                if end > start:
+                    out.extend((self.text[pos:start], " " * (end - start)))
+                    pos = end
+            out.append(self.text[pos:])
+            self._frame_text = "".join(out)
+        return self._frame_text
 
     def frame(self, name: str) -> bool:
         """Whether a framing cue (meta, past, urgent) occurs in the text, outside masked personal data."""
@@ -178,6 +218,22 @@ class Scan:
         return self._negated[key]
 
 
+def _has_run(text: str, atom: str, length: int) -> bool:
+    """Whether ``length`` consecutive characters of ``text`` each match the regex atom (case-blind: a superset).
+
+    A run that long covers two consecutive multiples of ``length // 2``: only where the characters at such a pair
+    both match is the text searched (a regex search at every position of 100 KB costs milliseconds).
+    """
+    step = length // 2
+    run = re.compile(f"(?:{atom}){{{length}}}", re.IGNORECASE)
+    pair = re.compile(f"(?=(?:{atom}){{2}})", re.IGNORECASE)
+    for m in pair.finditer(text[::step]):
+        at = m.start() * step
+        if run.search(text, max(0, at - length), at + step + length) is not None:
+            return True
+    return False
+
+
 def _merged(regexes: list[re.Pattern], text: str, lo: int, hi: int) -> Iterator[re.Match]:
     if len(regexes) == 1:
         return regexes[0].finditer(text, lo, hi)
@@ -220,56 +276,90 @@ def _suppression(rule: Rule, scan: Scan, start: int, end: int) -> str | None:
     return reason
 
 
-def match_rule(rule: Rule, text: str, scan: Scan, passage: int | None = None) -> tuple[list[RuleHit], list[RuleHit]]:
-    """Return a rule's hits in ``text`` and the matches its suppressions silenced."""
-    hits: list[RuleHit] = []
-    suppressed: list[RuleHit] = []
+class Found(NamedTuple):
+    """What one rule found: hits that count, matches its suppressions silenced, and every masked span.
+
+    ``hits`` holds at most MAX_HITS_PER_RULE hits per rule (they show where; the verdict is known by then), masking
+    rules included, while ``masks`` holds all of a masking rule's spans: ``(passage, start, end, rule_id)``, with
+    ``passage`` None for the screened text.
+    """
+
+    hits: list[RuleHit]
+    suppressed: list[RuleHit]
+    masks: list[tuple[int | None, int, int, str]]
+
+
+_DROP = object()  # a judge's answer for a match that does not count at all (no `near` pattern beside it)
+
+
+def match_rule(rule: Rule, text: str, scan: Scan, passage: int | None = None) -> Found:
+    """Return a rule's hits in ``text``, the matches its suppressions silenced and, for masking rules, every span."""
+    found = Found([], [], [])
     if rule.regex is None:
-        return hits, suppressed
+        return found
     if rule.keywords and scan.keywords.isdisjoint(rule.keywords):
-        return hits, suppressed
+        return found
     if rule.folded_regex is not None and scan.aligned:
         open_gates = [regex for needed, regex in rule.gates if not needed.isdisjoint(scan.keywords)]
         # Only the patterns whose keywords occur (overlaps between patterns are kept), else the one alternation.
         regexes = open_gates if rule.gates and len(open_gates) < len(rule.gates) else [rule.folded_regex]
-        matches = scan.spans(rule, regexes)
+        source = scan.folded
     else:
-        matches = ((m.start(), m.end()) for m in rule.regex.finditer(text))
-    for start, end in matches:
-        if end == start:
-            continue
-        # `requires` is searched once, after a first match: most texts never get that far.
-        if not hits and not suppressed and rule.requires_regex is not None and not rule.requires_regex.search(text):
-            break
+        regexes, source = [rule.regex], text
+
+    def judge(start: int, end: int) -> Any:
         reason = _suppression(rule, scan, start, end) if rule.suppress else None
         if reason is None and rule.near_regex is not None and not scan.near(rule, start, end):
-            continue
-        hit = (rule.id, rule.category, rule.action, start, end, rule.message, passage)
-        if reason:
-            if len(suppressed) < MAX_HITS_PER_RULE:
-                suppressed.append(RuleHit(*hit, suppressed=reason))
-            continue
-        hits.append(RuleHit(*hit))
-        # A masking rule must find every span; for the others a few hits show where, and the verdict is known.
-        if rule.action != "redact" and len(hits) >= MAX_HITS_PER_RULE:
-            break
-    return hits, suppressed
+            return _DROP
+        return reason
+
+    hits, suppressed, masks = found
+    if rule.action == "redact" and rule.requires_regex is None and not rule.suppress and rule.near_regex is None:
+        # A masking rule must find every span; nothing to judge, so take each chunk whole.
+        for offset, items in scan.outcomes(rule, regexes, source, judge):
+            spans = [(offset + start, offset + end) for start, end, _ in items if end > start]
+            masks += [(passage, start, end, rule.id) for start, end in spans]
+            hits += [RuleHit(rule.id, rule.category, rule.action, start, end, rule.message, passage)
+                     for start, end in spans[: MAX_HITS_PER_RULE - len(hits)]]  # fmt: skip
+        return found
+    masking = rule.action == "redact"
+    checked = rule.requires_regex is None
+    for offset, items in scan.outcomes(rule, regexes, source, judge):
+        for rel_start, rel_end, reason in items:
+            start, end = offset + rel_start, offset + rel_end
+            if end == start or reason is _DROP:
+                continue
+            # `requires` is searched once, after a first match: most texts never get that far.
+            if not checked:
+                if not rule.requires_regex.search(text):
+                    return found
+                checked = True
+            if reason:
+                if len(suppressed) < MAX_HITS_PER_RULE:
+                    suppressed.append(RuleHit(rule.id, rule.category, rule.action, start, end, rule.message, passage,
+                                              suppressed=reason))  # fmt: skip
+                continue
+            if len(hits) < MAX_HITS_PER_RULE:
+                hits.append(RuleHit(rule.id, rule.category, rule.action, start, end, rule.message, passage))
+            if masking:  # a masking rule must find every span
+                masks.append((passage, start, end, rule.id))
+            elif len(hits) >= MAX_HITS_PER_RULE:
+                return found
+    return found
 
 
-def run_rule(rule: Rule, text: str, scan: Scan, context: dict[str, Any]) -> tuple[list[RuleHit], list[RuleHit]]:
+def run_rule(rule: Rule, text: str, scan: Scan, context: dict[str, Any]) -> Found:
     """Run a rule over its target: the text, each prepared passage, or the unsupported sentences."""
     if rule.target == "text":
         return match_rule(rule, text, scan)
-    hits: list[RuleHit] = []
-    suppressed: list[RuleHit] = []
+    found = Found([], [], [])
     if rule.target == "passages":
         for i, (passage, passage_scan) in enumerate(context["passages"]):
-            found, quiet = match_rule(rule, passage, passage_scan, passage=i)
-            hits += found
-            suppressed += quiet
+            for mine, theirs in zip(found, match_rule(rule, passage, passage_scan, passage=i), strict=True):
+                mine += theirs
     else:  # unsupported_sentences: the chat layer's citation check did the matching
         for sentence in context["unsupported_sentences"]:
             start = text.find(sentence)
             end = start + len(sentence) if start >= 0 else -1
-            hits.append(RuleHit(rule.id, rule.category, rule.action, start, end, rule.message))
-    return hits, suppressed
+            found.hits.append(RuleHit(rule.id, rule.category, rule.action, start, end, rule.message))
+    return found

@@ -64,18 +64,23 @@ class Rule:
     # Per pattern: (its keywords, the pattern compiled for the lower-cased text). A rule whose patterns each need
     # only some of its keywords runs just the patterns whose keywords occur (dense texts stay fast).
     gates: tuple[tuple[frozenset[str], re.Pattern], ...] = field(default=(), repr=False, compare=False)
-    # The longest match the patterns allow in a text without a run of 64 word or 64 non-word characters (None:
-    # unbounded even then). Long repetitive texts are scanned in windows of this overlap (see matching.py).
+    # The longest match the patterns allow when no unbounded repeat of one character class (`\s+`, `[a-z]*`)
+    # meets a run of more than 63 such characters (None: unbounded even then); ``runs`` lists those classes (empty:
+    # the width is exact). Long repetitive texts are scanned in windows of this overlap (see matching.py).
     max_width: int | None = field(default=None, repr=False, compare=False)
+    runs: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """Return the rule as JSON-able data (without the compiled regexes)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _COMPILED}
 
 
-_COMPILED = ("regex", "requires_regex", "near_regex", "folded_regex", "gates", "max_width")
+_COMPILED = ("regex", "requires_regex", "near_regex", "folded_regex", "gates", "max_width", "runs")
 RUN_LIMIT = 63  # see Rule.max_width
-_SINGLE_ATOM_REPEAT = re.compile(r"(\\[wWsSdD]|\[(?:\\.|[^\]\\])+\])([+*]|\{\d+,\})")
+# A class or escape repeated without bound; other escapes and classes are matched whole (group 1 None), so that
+# "\w+" inside "[\w+]" is not taken for a repeat.
+_CLASS = r"\[\^?\]?(?:\\.|[^\]\\])*\]"
+_SINGLE_ATOM_REPEAT = re.compile(rf"(\\[wWsSdD]|{_CLASS})([+*]|\{{\d+,\}})|\\.|{_CLASS}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,9 @@ class RuleSet:
 
         One pass of a trie-shaped regex finds the longest keyword starting at each position; every keyword is
         a prefix of what was found where it starts, so the prefixes recover the rest. Single characters (digits,
-        "@") are checked with ``in``, which is a memchr.
+        "@") are checked with ``in``, which is a memchr. A long text made of few distinct words (dense or
+        repeated input) is read word by word instead: the pass runs over each distinct word once, and the
+        keywords with a space in them are looked for with ``in``. Both ways find every keyword that occurs.
 
         Args:
             lowered: The normalised text.
@@ -116,8 +123,16 @@ class RuleSet:
             The keywords present.
         """
         present = {k for k in self.keywords if len(k) == 1 and k in lowered}
-        if self.keyword_regex is not None:
-            for found in set(self.keyword_regex.findall(lowered)):
+        if self.keyword_regex is None:
+            return present
+        parts = [lowered]
+        if len(lowered) >= 16_384:
+            pieces = _distinct_pieces(lowered, max(map(len, self.keywords)))
+            if sum(map(len, pieces)) * 4 < len(lowered):
+                parts = pieces
+                present.update(k for k in self.keywords if " " in k and k in lowered)
+        for part in parts:
+            for found in set(self.keyword_regex.findall(part)):
                 present.update(found[:i] for i in range(2, len(found) + 1) if found[:i] in self.keywords)
         return present
 
@@ -145,6 +160,28 @@ class RuleSet:
     def with_disabled(self, disabled: frozenset[str]) -> "RuleSet":
         """Return a copy with these rule ids switched off."""
         return replace(self, disabled=frozenset(disabled))
+
+
+_PIECE_CUT = re.compile(r"[bhkoquvy]")
+
+
+def _distinct_pieces(lowered: str, overlap: int) -> list[str]:
+    """The distinct words of ``lowered``, a word over 4 KB cut into pieces that overlap by ``overlap`` characters.
+
+    Every string without a space, at most ``overlap`` long, that occurs in the text occurs in a piece. A long word
+    is cut before one of a few letters, 1 to 2 KB after the last cut (else at 2 KB), so a word that repeats itself
+    gives few distinct pieces.
+    """
+    pieces = set()
+    for word in set(lowered.split(" ")):
+        last = 0
+        while last + 4096 < len(word):
+            m = _PIECE_CUT.search(word, last + 1024, last + 2048)
+            cut = m.start() if m else last + 2048
+            pieces.add(word[last : cut + overlap])
+            last = cut
+        pieces.add(word[last:])
+    return list(pieces)
 
 
 def _expand(pattern: str, macros: dict[str, str], where: str) -> str:
@@ -226,8 +263,9 @@ def _build_rule(raw: dict, macros: dict[str, str], where: str) -> Rule:
     if regex is not None and rule.ignore_case and "(?-i" not in regex.pattern:
         folded = re.compile(regex.pattern)
     gates = _gates(rule, macros, where) if folded is not None else ()
+    width, runs = _max_width(regex.pattern) if regex is not None else (None, ())
     rule = replace(rule, regex=regex, requires_regex=requires, near_regex=near, folded_regex=folded, gates=gates,
-                   max_width=_max_width(folded.pattern) if folded is not None else None)  # fmt: skip
+                   max_width=width, runs=runs)  # fmt: skip
     for example in rule.examples:
         if regex is None or not regex.search(example) or (near is not None and not near.search(example)):
             raise SafetyRuleError(f"{where}: example {example!r} does not match the rule's patterns")
@@ -239,11 +277,16 @@ def _build_rule(raw: dict, macros: dict[str, str], where: str) -> Rule:
     return rule
 
 
-def _max_width(pattern: str) -> int | None:
-    """Longest match of ``pattern`` when every unbounded run of one character class is at most 63 long."""
+def _max_width(pattern: str) -> tuple[int | None, tuple[str, ...]]:
+    """Longest match of ``pattern`` when every unbounded run of one character class is at most 63 long.
+
+    Returns the width and those classes (each as a regex atom); (None, ()) when a group repeats without bound.
+    """
     import re._parser as sre_parse
 
     def bound(m: re.Match) -> str:
+        if m.group(1) is None:
+            return m.group(0)
         low = {"+": "1", "*": "0"}.get(m.group(2)) or m.group(2)[1:-2]
         return f"{m.group(1)}{{{low},{max(int(low), RUN_LIMIT)}}}"
 
@@ -251,8 +294,10 @@ def _max_width(pattern: str) -> int | None:
     try:
         width = sre_parse.parse(bounded).getwidth()[1]
     except (re.error, OverflowError, RecursionError):
-        return None
-    return width if width < 100_000 else None
+        return None, ()
+    if width >= 100_000:
+        return None, ()
+    return width, tuple(dict.fromkeys(m.group(1) for m in _SINGLE_ATOM_REPEAT.finditer(pattern) if m.group(1)))
 
 
 def _gates(rule: Rule, macros: dict[str, str], where: str) -> tuple[tuple[frozenset[str], re.Pattern], ...]:

@@ -42,6 +42,7 @@ class Verdict:
     fired: dict = field(default_factory=dict)  # per label (emergency, personal_advice): the layer that fired it
     learned: LayerScores | None = None
     learned_errors: tuple[str, ...] = ()
+    masked: int = 0  # spans masked by redact rules (``hits`` shows at most MAX_HITS_PER_RULE per rule)
 
     @property
     def score(self) -> float | None:
@@ -81,11 +82,13 @@ class Verdict:
             "score": self.score,
             "learned": self.learned.to_dict() if self.learned is not None else None,
             "learned_errors": list(self.learned_errors),
+            "masked": self.masked,
         }
 
 
-def _redact(text: str, hits: list[RuleHit], placeholders: dict[str, str]) -> str:
-    spans = sorted((h.start, h.end, placeholders[h.rule_id]) for h in hits if h.action == "redact")
+def _redact(text: str, masks: list[tuple[int, int, str]], placeholders: dict[str, str]) -> str:
+    """Replace each masked span ``(start, end, rule_id)`` with its rule's placeholder (overlaps merge)."""
+    spans = sorted((start, end, placeholders[rule_id]) for start, end, rule_id in masks)
     out, pos = [], 0
     for start, end, placeholder in spans:
         if start < pos:  # overlaps the previous masked span: extend it
@@ -122,6 +125,23 @@ def _to_original(hits: list[RuleHit], folded: Folded, passages: list[Folded]) ->
     return out
 
 
+def _masks_to_original(masks: list, folded: Folded, passages: list[Folded]) -> dict[int | None, list]:
+    """Group masked spans by passage (None: the screened text), mapped back to the texts as given."""
+    out: dict[int | None, list] = {}
+    if folded.origin is None and all(p.origin is None for p in passages):  # nothing to map: group only
+        if not passages:
+            return {None: [(start, end, rule_id) for _, start, end, rule_id in masks]}
+        for passage, start, end, rule_id in masks:
+            out.setdefault(passage, []).append((start, end, rule_id))
+        return out
+    for passage, start, end, rule_id in masks:
+        source = folded if passage is None else passages[passage]
+        if source.origin is not None:
+            start, end = source.span(start, end)
+        out.setdefault(passage, []).append((start, end, rule_id))
+    return out
+
+
 def _screen(
     stage: str,
     text: str,
@@ -143,22 +163,25 @@ def _screen(
     }
     hits: list[RuleHit] = []
     suppressed: list[RuleHit] = []
+    masks: list[tuple] = []
     active = ruleset.active(stage)
     # Masking rules run first, so that the framing cues of the other rules never read personal data.
     for group in ([r for r in active if r.action == "redact"], [r for r in active if r.action != "redact"]):
-        masked = [h for h in hits if h.passage is None]
+        masked = [(start, end) for passage, start, end, _ in masks if passage is None]
         if group and group[0].action != "redact" and masked:
             scan.blank(masked)
         for rule in group:
-            found, quiet = run_rule(rule, folded.text, scan, prepared)
-            hits += found
-            suppressed += quiet
+            found = run_rule(rule, folded.text, scan, prepared)
+            hits += found.hits
+            suppressed += found.suppressed
+            masks += found.masks
     hits = _to_original(hits, folded, folded_passages)
     suppressed = _to_original(suppressed, folded, folded_passages)
+    masks_by_passage = _masks_to_original(masks, folded, folded_passages)
     text_hits = sorted((h for h in hits if h.passage is None), key=lambda h: (h.start, h.rule_id))
     passage_hits = [h for h in hits if h.passage is not None]
     placeholders = {r.id: r.placeholder for r in ruleset.rules}
-    redacted = _redact(text, text_hits, placeholders)
+    redacted = _redact(text, masks_by_passage.get(None, []), placeholders)
     scores, learned_errors = None, ()
     if learned is not None and any(c.isalnum() for c in folded.text):  # nothing to read in "" or "?!"
         try:
@@ -177,9 +200,8 @@ def _screen(
         disclaimer=DISCLAIMER if stage == "output" else None,
         suppressed=tuple(suppressed),
         flagged_passages=tuple(sorted({h.passage for h in passage_hits if h.passage is not None})),
-        redacted_passages=tuple(
-            _redact(p, [h for h in passage_hits if h.passage == i], placeholders) for i, p in enumerate(passages)
-        ),
+        redacted_passages=tuple(_redact(p, masks_by_passage.get(i, []), placeholders) for i, p in enumerate(passages)),
+        masked=len(masks),
         rules_errors=ruleset.errors,
         layer=decision.layer,
         fired=decision.fired,

@@ -5,6 +5,7 @@ CI machine does not flake; catastrophic backtracking shows up as seconds or wors
 """
 
 import json
+import random
 import re
 import time
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from core import paths
 from core.safety import load_rules, screen_input, screen_output
+from core.safety.matching import MAX_HITS_PER_RULE
 
 RULES = load_rules()
 PATTERN_RULES = [r for r in RULES.rules if r.regex is not None]
@@ -137,6 +139,12 @@ def _long_texts():
         "labelled_repeated": (" ".join(rows[:40]) + "\n") * 10,
         "phone_and_words": ("call 555-0147 about my dad, he is not breathing. " * 800),
         "emergency_at_the_end": ("my model labels notes about statins and sleep " * 900) + "my wife is not breathing",
+        # No whitespace at all: cut inside the word (a rule whose width needs short runs scans it whole).
+        "one_long_word": "chestpainshortnessofbreath" * 1000 + " my wife is not breathing",
+        "digits_and_spaces": "1 " * 10_000 + "call 555-0147, my dad is not breathing",
+        "phone_numbers": "555-0147 " * 3000 + "42 Example Street",
+        # Runs of 100 spaces let `\s+` outgrow the width computed for runs of at most 63.
+        "long_space_runs": ("my dad is not" + " " * 100 + "breathing, call 555-0147 " + "x" * 70 + " ") * 120,
     }
     return out
 
@@ -152,7 +160,24 @@ def test_a_long_repetitive_text_scanned_in_windows_gets_the_whole_scan_verdict(k
     assert windowed.action == whole.action
     assert windowed.rule_ids == whole.rule_ids
     assert windowed.redacted == whole.redacted
+    assert windowed.masked == whole.masked
     assert {h.suppressed for h in windowed.suppressed} == {h.suppressed for h in whole.suppressed}
+
+
+def test_a_masking_rule_reports_a_few_hits_and_masks_every_span():
+    text = "call 555-0147 or " * 500
+    verdict = screen_input(text, RULES, log=False)
+    assert verdict.masked == 500
+    assert verdict.redacted.count("[PHONE]") == 500 and "555-0147" not in verdict.redacted
+    assert len([h for h in verdict.hits if h.rule_id == "pii.phone"]) == MAX_HITS_PER_RULE
+    assert verdict.to_dict()["masked"] == 500
+
+
+def test_a_rule_width_is_exact_or_names_the_runs_it_assumes_short():
+    phone = RULES.get("pii.phone")
+    assert phone.max_width is not None and phone.runs == ()  # every repeat is bounded
+    chest = RULES.get("emergency.chest_pain")
+    assert chest.max_width is not None and r"\s" in chest.runs
 
 
 def test_every_rule_match_fits_its_max_width_on_the_labelled_texts():
@@ -162,5 +187,38 @@ def test_every_rule_match_fits_its_max_width_on_the_labelled_texts():
         if rule.max_width is None:
             continue
         for text in rows + list(rule.examples):
-            for m in rule.folded_regex.finditer(text.lower()):
+            for m in rule.regex.finditer(text):
                 assert m.end() - m.start() <= rule.max_width, (rule.id, m.group())
+
+
+def test_the_sampled_run_check_agrees_with_a_regex_search_everywhere():
+    from core.safety.matching import _has_run
+
+    rng = random.Random(1)
+    for _ in range(1500):
+        pieces = [rng.choice("ab  \t1-") if rng.random() < 0.7 else rng.choice(" a") * rng.randint(1, 90)
+                  for _ in range(rng.randint(0, 300))]  # fmt: skip
+        text = "".join(pieces)
+        for atom in (r"\s", r"\w", r"[a-z]", r"\d", r"\W"):
+            for length in (8, 21, 64):
+                want = re.search(f"(?:{atom}){{{length}}}", text, re.IGNORECASE) is not None
+                assert _has_run(text, atom, length) == want, (atom, length, text)
+
+
+def _keywords_whole_scan(lowered):
+    present = {k for k in RULES.keywords if len(k) == 1 and k in lowered}
+    for found in set(RULES.keyword_regex.findall(lowered)):
+        present.update(found[:i] for i in range(2, len(found) + 1) if found[:i] in RULES.keywords)
+    return present
+
+
+def test_keywords_read_word_by_word_in_a_long_dense_text_are_those_of_the_whole_scan():
+    rng = random.Random(0)
+    keywords = sorted(RULES.keywords)
+    for kind, text in ADVERSARIAL.items():
+        lowered = " ".join(text.lower().split())
+        assert RULES.keywords_in(lowered) == _keywords_whole_scan(lowered), kind
+    for trial in range(30):
+        vocab = [rng.choice(keywords) for _ in range(8)] + ["xx", "chestpainbreath" * rng.randint(1, 400)]
+        lowered = " ".join(" ".join(rng.choice(vocab) for _ in range(rng.randint(100, 6000))).split())
+        assert RULES.keywords_in(lowered) == _keywords_whole_scan(lowered), trial
