@@ -162,9 +162,11 @@ def choose_thresholds(facts, scores, labels: list[str], config: SafetyTrainConfi
 
     Every (threshold, override) pair of the emergency label is tried with every pair of the advice label, as the
     decision table combines them (an emergency wins over a block, so a low emergency threshold costs advice
-    recall). Among the choices whose dev false flags of informational prompts stay within the budgets, the one
-    with the highest lower recall of the two labels wins, then the higher emergency recall, then the most rows
-    right, then the more conservative thresholds.
+    recall). Among the choices whose dev false flags of informational prompts stay within the budgets, those with
+    the highest lower recall of the two labels, then the highest emergency recall, tie. Of the tied choices, the
+    one nearest the middle of their range of thresholds and overrides wins (then the higher overrides, then the
+    higher thresholds): an edge of the range sits right beside the dev prompts that decided it, and on dev split
+    by writer the middle kept more recall on the writer not used for choosing.
 
     Args:
         facts: Per row, the rule hits and suppressed matches.
@@ -189,22 +191,25 @@ def choose_thresholds(facts, scores, labels: list[str], config: SafetyTrainConfi
     n = {label: max(1, int(m.sum())) for label, m in rows.items()}
     e_recall = fe[:, rows["emergency"]].sum(1) / n["emergency"]  # (Ce,)
     false_e = fe[:, rows["informational"]].sum(1) / n["informational"]  # (Ce,)
-    # (Ca, Ce): advice rows blocked, informational rows blocked, informational rows left alone.
+    # (Ca, Ce): advice rows blocked, informational rows blocked.
     a_recall = fa[:, rows["personal_advice"]] @ not_e[:, rows["personal_advice"]].T / n["personal_advice"]
     false_b = fa[:, rows["informational"]] @ not_e[:, rows["informational"]].T / n["informational"]
-    info_ok = (1.0 - fa[:, rows["informational"]]) @ not_e[:, rows["informational"]].T
-    correct = fe[:, rows["emergency"]].sum(1)[None, :] + a_recall * n["personal_advice"] + info_ok
     ok = (false_b <= config.false_block_budget + 1e-9) & (false_e[None, :] <= config.false_emergency_budget + 1e-9)
     if not ok.any():
         return {"emergency": 1.01, "personal_advice": 1.01}, {"emergency": 1.01, "personal_advice": 1.01}
-    best, best_rank = None, None
-    for ia, ie in zip(*np.nonzero(ok), strict=True):
-        low = float(min(e_recall[ie], a_recall[ia, ie]))
-        rank = (round(low, 6), round(float(e_recall[ie]), 6), round(float(correct[ia, ie]), 3),
-                combos[ie][0], combos[ia][0], combos[ie][1], combos[ia][1])  # fmt: skip
-        if best_rank is None or rank > best_rank:
-            best, best_rank = (ie, ia), rank
-    ie, ia = best
+    candidates = list(zip(*np.nonzero(ok), strict=True))  # (advice combo, emergency combo)
+    rank = {c: (round(float(min(e_recall[c[1]], a_recall[c])), 6), round(float(e_recall[c[1]]), 6))
+            for c in candidates}  # fmt: skip
+    top = max(rank.values())
+    tied = [c for c in candidates if rank[c] == top]
+    # The middle of the tied range, per label, of the threshold and the override.
+    middle = np.median([combos[ia] + combos[ie] for ia, ie in tied], axis=0)
+
+    def preference(c: tuple[int, int]) -> tuple:
+        (t_a, o_a), (t_e, o_e) = combos[c[0]], combos[c[1]]
+        return float(np.abs(np.array([t_a, o_a, t_e, o_e]) - middle).sum()), -o_e, -o_a, -t_e, -t_a
+
+    ia, ie = min(tied, key=preference)
     thresholds = {"emergency": float(combos[ie][0]), "personal_advice": float(combos[ia][0])}
     overrides = {"emergency": float(combos[ie][1]), "personal_advice": float(combos[ia][1])}
     return thresholds, overrides

@@ -9,6 +9,9 @@ prompt. Two prompts are near-duplicates when their MiniLM embeddings have cosine
     python data/tools/build_safety_splits.py --train shipped=data/eval/safety.jsonl a=/tmp/a.jsonl \\
         --dev c=/tmp/c.jsonl --test t1=/tmp/t1.jsonl t2=/tmp/t2.jsonl
 
+A row that already has an id starting with its writer's name (a split file given back as input, one writer's
+rows picked out with ``WRITER=FILE``: only that writer's rows are read) keeps it; other rows are numbered.
+
 Writes core/safety/examples/{train,dev,test}.jsonl and prints one JSON report.
 """
 
@@ -66,14 +69,18 @@ def main() -> None:
             for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
                 if not line.strip():
                     continue
-                row = check_row(json.loads(line), f"{path}:{n}")
+                raw = json.loads(line)
+                if raw.get("writer", writer) != writer and str(raw.get("id", "")).startswith(raw["writer"]):
+                    continue  # a split file: another writer's row
+                row = check_row(raw, f"{path}:{n}")
                 k = key(row["text"])
                 if k in seen:
                     continue
                 seen.add(k)
+                kept = str(raw.get("id", ""))
                 rows[split].append(
                     {
-                        "id": f"{writer}-{len(seen):04d}",
+                        "id": kept if kept.startswith(f"{writer}-") else f"{writer}-{len(seen):04d}",
                         "text": row["text"],
                         "label": row["label"],
                         "writer": writer,

@@ -143,3 +143,30 @@ def test_a_layer_for_another_embedding_model_version_falls_back_to_the_rules(tin
     verdict = screen_input("my wife is not breathing", load_rules(), log=False, learned=layer)
     assert verdict.action == "emergency" and verdict.layer == "rules"
     assert verdict.learned is None and "Retrain" in verdict.learned_errors[0]
+
+
+def _scores(pairs):
+    from core.safety.learned import LayerScores
+
+    return [LayerScores(probs={"emergency": e, "personal_advice": a, "informational": max(0.0, 1 - e - a)},
+                        thresholds={}, overrides={}, version="t") for e, a in pairs]  # fmt: skip
+
+
+def test_thresholds_keep_dev_false_flags_within_the_budgets_and_sit_in_the_middle_of_a_tie():
+    from core.config import SafetyTrainConfig
+    from core.safety.train import choose_thresholds
+
+    # Emergencies score 0.8-0.9, advice 0.6-0.7 and informational prompts below 0.2: every emergency threshold
+    # from 0.2 to 0.8 and every advice threshold from 0.2 to 0.6 separates them; the middle of each is chosen.
+    labels = ["emergency"] * 10 + ["personal_advice"] * 10 + ["informational"] * 10
+    pairs = ([(0.8 + 0.01 * i, 0.05) for i in range(10)] + [(0.05, 0.6 + 0.01 * i) for i in range(10)]
+             + [(0.1 + 0.005 * i, 0.1 + 0.005 * i) for i in range(10)])  # fmt: skip
+    facts = [((), ())] * len(labels)
+    thresholds, _ = choose_thresholds(facts, _scores(pairs), labels, SafetyTrainConfig())
+    assert 0.45 <= thresholds["emergency"] <= 0.55
+    assert 0.35 <= thresholds["personal_advice"] <= 0.45
+    # One informational prompt scoring 0.95 emergency: with a zero budget no threshold may reach it.
+    pairs[-1] = (0.95, 0.0)
+    zero = SafetyTrainConfig(false_block_budget=0.0, false_emergency_budget=0.0)
+    thresholds, _ = choose_thresholds(facts, _scores(pairs), labels, zero)
+    assert thresholds["emergency"] > 0.95

@@ -1,0 +1,60 @@
+"""Ship a trained safety layer: copy it into core/safety/learned/ with the shipped splits' embedding cache.
+
+    python data/tools/ship_safety_layer.py [VERSION]
+
+VERSION is a folder under ``<home>/safety/learned/`` (by default the one ``current.json`` names). The layer must
+have passed its gate and have been trained on the shipped splits alone (no user examples, the splits' hashes as
+they are now), so that the figures in its manifest describe the files in the repository. The cache holds each
+shipped prompt's window vectors, so a user's first retrain only embeds their own examples. Prints one JSON line.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> None:
+    """Check the layer, copy it and write the cache."""
+    from safetensors.numpy import save
+
+    from core.fileio import atomic_write_bytes, read_json
+    from core.safety import examples, train
+    from core.safety.learned import EMBEDDER, SHIPPED_LAYER, current_pointer, load_layer, shared_embedder
+    from core.safety.learned import save_layer, user_layers_dir
+
+    version = sys.argv[1] if len(sys.argv) > 1 else read_json(current_pointer())["version"]
+    layer = load_layer(user_layers_dir() / version)
+    manifest = layer.manifest
+    splits = {s: examples.load_split(s) for s in ("train", "dev", "test")}
+    data = manifest["data"]
+    problems = [f"{s}_sha256 differs from the shipped {s} split" for s in splits
+                if data.get(f"{s}_sha256") != examples.data_hash(splits[s])]  # fmt: skip
+    if data.get("user"):
+        problems.append(f"trained with {data['user']} user examples")
+    if not manifest.get("accepted"):
+        problems.append("did not pass its gate")
+    if problems:
+        raise SystemExit(f"{version}: " + "; ".join(problems))
+    embedder = shared_embedder(EMBEDDER)
+    texts = [r["text"] for rows in splits.values() for r in rows]
+    vectors = train._embed(texts, embedder, lambda *a, **k: None)
+    keys = [examples.data_hash([{"text": t, "label": "informational"}])[:32] for t in texts]
+    cache = {k: np.ascontiguousarray(v) for k, v in zip(keys, vectors, strict=True)}
+    for old in SHIPPED_LAYER.glob("embedding-cache-*.safetensors"):
+        old.unlink()
+    from safetensors.numpy import load_file
+
+    save_layer(SHIPPED_LAYER, load_file(str(user_layers_dir() / version / "classifier.safetensors")), manifest)
+    cache_path = SHIPPED_LAYER / f"embedding-cache-{embedder.fingerprint}.safetensors"
+    atomic_write_bytes(cache_path, save(cache))
+    print(json.dumps({"version": version, "prompts": len(cache), "cache": str(cache_path.relative_to(REPO)),  # noqa: T201
+                      "cache_bytes": cache_path.stat().st_size}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
