@@ -163,7 +163,11 @@ def main():
         report = evaluate(path, ruleset, learned=layer)
         metrics[path.name] = {"n": report.n, **{name: {k: report.layers[name][k] for k in fields}
                                                 for name in report.layers}}  # fmt: skip
-    metrics["test.jsonl (manifest)"] = layer.classifier.manifest.get("figures", {}).get("test")
+    from core.safety import examples
+    from core.safety.learned import split_figures
+
+    test_sha = examples.data_hash(examples.load_split("test"))
+    metrics["test.jsonl (manifest)"] = split_figures(layer.classifier.manifest, "test", test_sha)
 
     print(json.dumps({
         "typical_message_ms": typical,

@@ -14,7 +14,7 @@ from core.errors import WorkbenchError
 from core.safety import audit, examples
 from core.safety import train as safety_train
 from core.safety.evaluate import LAYERS, default_set, evaluate
-from core.safety.learned import LearnedLayerError
+from core.safety.learned import LearnedLayerError, split_figures
 from core.safety.rules import RuleSet, SafetyRuleError
 from core.safety.screen import Verdict, screen_input, screen_output
 from core.safety.store import RuleStore
@@ -133,7 +133,8 @@ class SafetyPage(Page):
     def _examples(self, layer) -> None:
         if layer is not None:
             manifest = layer.classifier.manifest
-            test = manifest.get("figures", {}).get("test", {}).get("combined")
+            test = (split_figures(manifest, "test", examples.data_hash(examples.load_split("test"))) or {}).get(
+                "combined")  # fmt: skip
             line = f"Learned layer in force: `{layer.classifier.version}` ({manifest.get('kind')}, trained on " \
                    f"{manifest.get('data', {}).get('train', '?')} prompts)."  # fmt: skip
             if test:

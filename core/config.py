@@ -336,6 +336,9 @@ class SafetyTrainConfig(_Config):
     learning_rate: float = _help("AdamW learning rate", default=0.01, low=1e-6, high=1.0, step=0.001)
     weight_decay: float = _help("AdamW weight decay", default=1e-3, low=0.0, high=1.0, step=0.001)
     seed: int = _help("Random seed (training is deterministic)", default=0, low=0, high=2**31 - 1)
+    emergency_weight: float = _help("Weight of emergency prompts in the loss, on top of class balance (above 1: "
+                                    "the layer leans to the banner when unsure)", default=1.5, low=0.1, high=10.0,
+                                    step=0.1)  # fmt: skip
     false_block_budget: float = _help("Largest share of dev informational prompts the thresholds may block",
                                       default=0.02, low=0.0, high=1.0, step=0.005)  # fmt: skip
     false_emergency_budget: float = _help("Largest share of dev informational prompts given the emergency banner",

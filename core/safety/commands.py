@@ -116,7 +116,8 @@ def _train_text(result: dict) -> str:
 def _cmd_train(args: argparse.Namespace) -> int:
     from core.safety.train import train
 
-    values = {k: getattr(args, k) for k in ("kind", "hidden", "epochs", "seed") if getattr(args, k) is not None}
+    names = ("kind", "hidden", "epochs", "seed", "emergency_weight")
+    values = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.no_user_examples:
         values["user_examples"] = False
     result = train(SafetyTrainConfig.from_dict(values), progress=None)
@@ -201,8 +202,8 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     p = add_command(
         cmds, "train", _cmd_train, "retrain the learned layer (seconds); exit 3 when the gate kept the old"
     )
-    for name in ("kind", "hidden", "epochs", "seed"):
-        config_option(p, SafetyTrainConfig, name, f"--{name}")
+    for name in ("kind", "hidden", "epochs", "seed", "emergency_weight"):
+        config_option(p, SafetyTrainConfig, name, f"--{name.replace('_', '-')}")
     p.add_argument("--no-user-examples", action="store_true", help="train on the shipped split only")
     p = cmds.add_parser("examples", help="your labelled prompts (they join training): add, import, list, remove")
     ex = p.add_subparsers(dest="examples_action", required=True)

@@ -285,6 +285,29 @@ def shared_embedder(name: str):
         return _EMBEDDERS[name]
 
 
+def split_figures(manifest: dict, split: str, sha256: str) -> dict | None:
+    """The figures (rules, learned, combined) a layer's manifest records for this version of a split, or None.
+
+    A layer is scored on the dev and test splits it was trained beside (``figures``); when the shipped splits are
+    rewritten later (a used-up test split retired, a new one written), the layer may be scored on the new ones
+    too (``evaluations``). Figures for another version of the split describe other prompts and are not returned.
+
+    Args:
+        manifest: The layer's manifest.
+        split: ``dev`` or ``test``.
+        sha256: ``examples.data_hash`` of the split as it is now.
+
+    Returns:
+        The figures, or None when the manifest has none for this version.
+    """
+    if manifest.get("data", {}).get(f"{split}_sha256") == sha256:
+        return manifest.get("figures", {}).get(split)
+    for entry in manifest.get("evaluations", []):
+        if entry.get(f"{split}_sha256") == sha256:
+            return entry.get(split)
+    return None
+
+
 def layer_in_force() -> tuple[Classifier, tuple[str, ...]]:
     """Return the classifier in force and any problems met choosing it.
 

@@ -42,7 +42,8 @@ from core.safety.screen import screen_input
 from core.safety.store import RuleStore
 
 JOB_MODULE = "core.safety.train"
-THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.05, 0.951, 0.025))
+# 1.01: the layer never fires that label (when no threshold keeps dev within budget, the other label still may).
+THRESHOLDS = (*(round(x, 3) for x in np.arange(0.05, 0.951, 0.025)), 1.01)
 OVERRIDES = (0.8, 0.9, 0.95, 0.99, 1.01)  # 1.01: a suppressed rule match is never overridden
 SHIPPED_CACHE_DIR = Path(__file__).resolve().parent / "learned"  # embedding-cache-<fingerprint>.safetensors
 
@@ -121,6 +122,7 @@ def _fit_one(x: np.ndarray, y: np.ndarray, config: SafetyTrainConfig, seed: int)
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
     counts = torch.bincount(yt, minlength=len(LABELS)).clamp(min=1).float()
     weight = counts.sum() / (len(LABELS) * counts)  # balanced classes
+    weight[LABELS.index("emergency")] *= config.emergency_weight  # a missed emergency is the worst failure
     if config.kind == "mlp":
         model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], config.hidden), torch.nn.ReLU(),
                                     torch.nn.Linear(config.hidden, len(LABELS)))  # fmt: skip

@@ -3,9 +3,11 @@
     python data/tools/ship_safety_layer.py [VERSION]
 
 VERSION is a folder under ``<home>/safety/learned/`` (by default the one ``current.json`` names). The layer must
-have passed its gate and have been trained on the shipped splits alone (no user examples, the splits' hashes as
-they are now), so that the figures in its manifest describe the files in the repository. The cache holds each
-shipped prompt's window vectors, so a user's first retrain only embeds their own examples. Prints one JSON line.
+have passed its gate and have been trained on shipped splits alone (no user examples). When the shipped dev and
+test splits are no longer the ones it was trained beside (a used-up test split retired and a new one written,
+and the gate kept this layer), its figures on the splits as they are now are added to the manifest's
+``evaluations``, so that what the repository shows describes the files in it. The cache holds each shipped
+prompt's window vectors, so a user's first retrain only embeds their own examples. Prints one JSON line.
 """
 
 import json
@@ -32,8 +34,9 @@ def main() -> None:
     manifest = layer.manifest
     splits = {s: examples.load_split(s) for s in ("train", "dev", "test")}
     data = manifest["data"]
-    problems = [f"{s}_sha256 differs from the shipped {s} split" for s in splits
-                if data.get(f"{s}_sha256") != examples.data_hash(splits[s])]  # fmt: skip
+    hashes = {s: examples.data_hash(rows) for s, rows in splits.items()}
+    rewritten = [s for s in ("dev", "test") if data.get(f"{s}_sha256") != hashes[s]]
+    problems = []
     if data.get("user"):
         problems.append(f"trained with {data['user']} user examples")
     if not manifest.get("accepted"):
@@ -43,6 +46,8 @@ def main() -> None:
     embedder = shared_embedder(EMBEDDER)
     texts = [r["text"] for rows in splits.values() for r in rows]
     vectors = train._embed(texts, embedder, lambda *a, **k: None)
+    if rewritten:
+        manifest = _evaluated(manifest, splits, hashes, vectors, embedder, layer)
     keys = [examples.data_hash([{"text": t, "label": "informational"}])[:32] for t in texts]
     cache = {k: np.ascontiguousarray(v) for k, v in zip(keys, vectors, strict=True)}
     for old in SHIPPED_LAYER.glob("embedding-cache-*.safetensors"):
@@ -53,7 +58,29 @@ def main() -> None:
     cache_path = SHIPPED_LAYER / f"embedding-cache-{embedder.fingerprint}.safetensors"
     atomic_write_bytes(cache_path, save(cache))
     print(json.dumps({"version": version, "prompts": len(cache), "cache": str(cache_path.relative_to(REPO)),  # noqa: T201
-                      "cache_bytes": cache_path.stat().st_size}))  # fmt: skip
+                      "cache_bytes": cache_path.stat().st_size, "evaluated_on_rewritten": rewritten}))  # fmt: skip
+
+
+def _evaluated(manifest, splits, hashes, vectors, embedder, layer) -> dict:
+    """The manifest with the layer's figures on the dev and test splits as they are now, under ``evaluations``."""
+    from core.runfolder import now_iso
+    from core.safety import train
+    from core.safety.learned import LearnedLayer
+    from core.safety.store import RuleStore
+
+    rules = RuleStore().current()
+    scored = LearnedLayer(layer, embedder)
+    at = len(splits["train"])
+    entry = {"at": now_iso(), "dev_sha256": hashes["dev"], "test_sha256": hashes["test"],
+             "note": "scored after training, on dev and test splits rewritten since"}  # fmt: skip
+    for split in ("dev", "test"):
+        rows = splits[split]
+        vecs = vectors[at : at + len(rows)]
+        at += len(rows)
+        scores = scored.scores_from(np.vstack(vecs), [len(v) for v in vecs])
+        entry[split] = train._figures(rows, train._rule_facts(rows, rules), scores)
+    kept = [e for e in manifest.get("evaluations", []) if e.get("test_sha256") != hashes["test"]]
+    return {**manifest, "evaluations": [*kept, entry]}
 
 
 if __name__ == "__main__":

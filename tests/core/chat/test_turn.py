@@ -109,7 +109,7 @@ def test_an_abandoned_answer_is_stored_screened_and_marked_stopped(rules):
     assert answer.meta["stopped"] and answer.safety["output"]["disclaimer"]
     # The partial answer's unfinished dosing sentence was neither shown nor stored.
     with sqlite3.connect(paths.db_path()) as conn:
-        assert "500" not in json.dumps(conn.execute("SELECT * FROM messages").fetchall())
+        assert "500 mg" not in json.dumps(conn.execute("SELECT * FROM messages").fetchall())  # not "500": timings
 
 
 def test_an_abandoned_answer_that_blocks_is_stored_as_the_block_message(rules):

@@ -53,11 +53,11 @@ def test_a_retrain_that_does_worse_keeps_the_last_good_layer(tiny_splits):
         if rule.category in ("emergency", "personal_advice", "dosing"):
             audit.set_rule_state(rule.id, False)
     first = train(SafetyTrainConfig(epochs=150))
-    # Poison the user's examples: every emergency from the dev-like pool relabelled informational.
+    # Poison the user's examples: every prompt of the dev-like pool and of train relabelled, risky ones as
+    # informational and informational ones as emergencies.
     pool = [json.loads(line) for line in (EVAL / "safety.jsonl").read_text().splitlines()][90:]
-    flipped = [{"text": r["text"], "label": "informational"} for r in pool if r["label"] != "informational"]
-    flipped += [{"text": r["text"], "label": "informational"} for r in examples.load_split("train")
-                if r["label"] != "informational"]  # fmt: skip
+    flip = {"emergency": "informational", "personal_advice": "informational", "informational": "emergency"}
+    flipped = [{"text": r["text"], "label": flip[r["label"]]} for r in pool + examples.load_split("train")]
     examples.add_examples(flipped, "test")
     second = train(SafetyTrainConfig(epochs=150))
     assert not second["accepted"] and second["reasons"]
@@ -170,3 +170,40 @@ def test_thresholds_keep_dev_false_flags_within_the_budgets_and_sit_in_the_middl
     zero = SafetyTrainConfig(false_block_budget=0.0, false_emergency_budget=0.0)
     thresholds, _ = choose_thresholds(facts, _scores(pairs), labels, zero)
     assert thresholds["emergency"] > 0.95
+
+
+def test_a_heavier_emergency_weight_leans_the_layer_to_the_banner():
+    from core.config import SafetyTrainConfig
+    from core.safety.train import fit
+
+    # Three vectors, each seen ten times with every label: no fit separates them, only the loss weights lean.
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 16)).astype(np.float32)
+    x = np.repeat(base / np.linalg.norm(base, axis=1, keepdims=True), 30, axis=0)
+    y = np.tile([0, 1, 2], 30)
+
+    def mean_emergency(weight):
+        t = fit(x, y, SafetyTrainConfig(ensemble=1, epochs=60, emergency_weight=weight))
+        logits = np.maximum(x @ t["w1"] + t["b1"], 0) @ t["w2"] + t["b2"]
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return float((p / p.sum(1, keepdims=True))[:, 0].mean())
+
+    assert mean_emergency(3.0) > mean_emergency(1.0) + 0.1
+
+
+def test_split_figures_are_only_those_of_the_split_as_it_is_now():
+    from core.safety.learned import split_figures
+
+    manifest = {"data": {"test_sha256": "old"}, "figures": {"test": {"combined": 1}},
+                "evaluations": [{"test_sha256": "new", "test": {"combined": 2}}]}  # fmt: skip
+    assert split_figures(manifest, "test", "old") == {"combined": 1}
+    assert split_figures(manifest, "test", "new") == {"combined": 2}
+    assert split_figures(manifest, "test", "other") is None
+
+
+def test_the_shipped_layer_records_figures_for_the_shipped_test_split():
+    from core.safety.learned import SHIPPED_LAYER, load_layer, split_figures
+
+    manifest = load_layer(SHIPPED_LAYER).manifest
+    figures = split_figures(manifest, "test", examples.data_hash(examples.load_split("test")))
+    assert figures is not None and set(figures) == {"rules", "learned", "combined"}
