@@ -166,8 +166,7 @@ def main():
     from core.safety import examples
     from core.safety.learned import split_figures
 
-    test_sha = examples.data_hash(examples.load_split("test"))
-    metrics["test.jsonl (manifest)"] = split_figures(layer.classifier.manifest, "test", test_sha)
+    metrics["test.jsonl (manifest)"] = split_figures(layer.classifier.manifest, "test", examples.split_hash("test"))
 
     print(json.dumps({
         "typical_message_ms": typical,

@@ -133,8 +133,7 @@ class SafetyPage(Page):
     def _examples(self, layer) -> None:
         if layer is not None:
             manifest = layer.classifier.manifest
-            test = (split_figures(manifest, "test", examples.data_hash(examples.load_split("test"))) or {}).get(
-                "combined")  # fmt: skip
+            test = (split_figures(manifest, "test", examples.split_hash("test")) or {}).get("combined")
             line = f"Learned layer in force: `{layer.classifier.version}` ({manifest.get('kind')}, trained on " \
                    f"{manifest.get('data', {}).get('train', '?')} prompts)."  # fmt: skip
             if test:

@@ -101,6 +101,11 @@ def load_split(split: str) -> list[dict]:
     return load_set(split_path(split))
 
 
+def split_hash(split: str) -> str:
+    """``data_hash`` of a shipped split as it is now (what a layer's manifest records it by)."""
+    return data_hash(load_split(split))
+
+
 def user_examples() -> list[dict]:
     """The user's examples (none when the file does not exist)."""
     path = user_examples_path()

@@ -6,13 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from core.safety.rules import RUN_LIMIT, Rule, RuleSet
+from core.safety.rules import CUT_LETTERS, LONG_TEXT_CHARS, RUN_LIMIT, Rule, RuleSet
 
-LONG_TEXT_CHARS = 16_384  # texts at least this long are scanned per segment (see Scan.segments)
 SEGMENT_CHARS = 2048
 LOOK_CHARS = 320  # context beyond a segment that lookarounds and the per-match checks read (quotes: 300)
 # Cut candidates, best first: a word starting with one of a few letters; one of those letters; a word start.
-_CUTS = (re.compile(r"(?<=\s)[bhkoquvy]"), re.compile(r"[bhkoquvy]"), re.compile(r"(?<=\W)\w"))
+_CUTS = (re.compile(rf"(?<=\s){CUT_LETTERS}"), re.compile(CUT_LETTERS), re.compile(r"(?<=\W)\w"))
 _SUBJECT_START = re.compile(r"(?:i|i['’]?m|i['’]?ve|my|he|she|we|they|his|her|our|their)\b", re.IGNORECASE)
 _BARE_NO = re.compile(r"(?:^|[^\w'’])no[\s,]*$", re.IGNORECASE)
 MAX_HITS_PER_RULE = 20  # hits reported per non-masking rule (and suppressed matches kept per rule)

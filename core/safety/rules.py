@@ -77,6 +77,9 @@ class Rule:
 
 _COMPILED = ("regex", "requires_regex", "near_regex", "folded_regex", "gates", "max_width", "runs")
 RUN_LIMIT = 63  # see Rule.max_width
+LONG_TEXT_CHARS = 16_384  # texts at least this long are read in pieces (keywords) and windows (matching.py)
+# Content-defined cuts of long texts fall before one of these letters (where a text has them).
+CUT_LETTERS = "[bhkoquvy]"
 # A class or escape repeated without bound; other escapes and classes are matched whole (group 1 None), so that
 # "\w+" inside "[\w+]" is not taken for a repeat.
 _CLASS = r"\[\^?\]?(?:\\.|[^\]\\])*\]"
@@ -126,7 +129,7 @@ class RuleSet:
         if self.keyword_regex is None:
             return present
         parts = [lowered]
-        if len(lowered) >= 16_384:
+        if len(lowered) >= LONG_TEXT_CHARS:
             pieces = _distinct_pieces(lowered, max(map(len, self.keywords)))
             if sum(map(len, pieces)) * 4 < len(lowered):
                 parts = pieces
@@ -162,7 +165,7 @@ class RuleSet:
         return replace(self, disabled=frozenset(disabled))
 
 
-_PIECE_CUT = re.compile(r"[bhkoquvy]")
+_PIECE_CUT = re.compile(CUT_LETTERS)
 
 
 def _distinct_pieces(lowered: str, overlap: int) -> list[str]:

@@ -127,13 +127,9 @@ def _to_original(hits: list[RuleHit], folded: Folded, passages: list[Folded]) ->
 
 def _masks_to_original(masks: list, folded: Folded, passages: list[Folded]) -> dict[int | None, list]:
     """Group masked spans by passage (None: the screened text), mapped back to the texts as given."""
+    if folded.origin is None and not passages:  # the common case, and the one with many spans: nothing to map
+        return {None: [(start, end, rule_id) for _, start, end, rule_id in masks]}
     out: dict[int | None, list] = {}
-    if folded.origin is None and all(p.origin is None for p in passages):  # nothing to map: group only
-        if not passages:
-            return {None: [(start, end, rule_id) for _, start, end, rule_id in masks]}
-        for passage, start, end, rule_id in masks:
-            out.setdefault(passage, []).append((start, end, rule_id))
-        return out
     for passage, start, end, rule_id in masks:
         source = folded if passage is None else passages[passage]
         if source.origin is not None:

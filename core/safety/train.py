@@ -48,8 +48,8 @@ OVERRIDES = (0.8, 0.9, 0.95, 0.99, 1.01)  # 1.01: a suppressed rule match is nev
 SHIPPED_CACHE_DIR = Path(__file__).resolve().parent / "learned"  # embedding-cache-<fingerprint>.safetensors
 
 
-def _embed(texts: list[str], layer_embedder, progress) -> np.ndarray:
-    """Embed texts through the layer's windows, with a per-text cache in ``<home>/safety/embedding-cache``."""
+def embed_cached(texts: list[str], layer_embedder, progress) -> list[np.ndarray]:
+    """Each text's window vectors (windows, dim), with a per-text cache in ``<home>/safety/embedding-cache``."""
     from safetensors.numpy import load_file, save
 
     from core.fileio import atomic_write_bytes
@@ -144,7 +144,8 @@ def _fit_one(x: np.ndarray, y: np.ndarray, config: SafetyTrainConfig, seed: int)
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
 
 
-def _rule_facts(rows: list[dict], rules) -> list[tuple[tuple[RuleHit, ...], tuple[RuleHit, ...]]]:
+def rule_facts(rows: list[dict], rules) -> list[tuple[tuple[RuleHit, ...], tuple[RuleHit, ...]]]:
+    """Per row, the rule hits and suppressed matches of its screened text."""
     return [(v.hits, v.suppressed) for v in (screen_input(r["text"], rules, log=False) for r in rows)]
 
 
@@ -221,6 +222,15 @@ def _counts_for(hit, label: str) -> bool:
     return rule_label(hit.category, hit.action) == label
 
 
+def layer_figures(layer: LearnedLayer | None, rows: list[dict], facts, vectors: list[np.ndarray]) -> dict:
+    """Rules, learned and combined figures on labelled rows, from ``rule_facts`` and ``embed_cached``.
+
+    With ``layer`` None, the rules alone.
+    """
+    scores = layer.scores_from(np.vstack(vectors), [len(v) for v in vectors]) if layer is not None else None
+    return _figures(rows, facts, scores)
+
+
 def _figures(rows, facts, scores) -> dict:
     labels = [r["label"] for r in rows]
     pick = ("n", "emergency_recall", "personal_advice_recall", "false_block_only_rate", "false_emergency_rate",
@@ -275,7 +285,7 @@ def train(config: SafetyTrainConfig | None = None, progress=None) -> dict:
     train_rows = [r for r in examples.load_split("train") + user if examples.key(r["text"]) not in held_out]
     embedder = shared_embedder(EMBEDDER)
     report(0.1, "Embedding")
-    per_text = _embed([r["text"] for r in train_rows + dev + test], embedder, report)
+    per_text = embed_cached([r["text"] for r in train_rows + dev + test], embedder, report)
     n_train, n_dev = len(train_rows), len(dev)
     train_vecs, dev_vecs = per_text[:n_train], per_text[n_train : n_train + n_dev]
     test_vecs = per_text[n_train + n_dev :]
@@ -294,16 +304,15 @@ def train(config: SafetyTrainConfig | None = None, progress=None) -> dict:
     new = LearnedLayer(Classifier(tensors, manifest), embedder)
     report(0.75, "Choosing thresholds on dev")
     rules = RuleStore().current()
-    dev_facts, test_facts = _rule_facts(dev, rules), _rule_facts(test, rules)
-    dev_counts, test_counts = [len(v) for v in dev_vecs], [len(v) for v in test_vecs]
-    dev_scores = new.scores_from(np.vstack(dev_vecs), dev_counts)
+    dev_facts, test_facts = rule_facts(dev, rules), rule_facts(test, rules)
+    dev_scores = new.scores_from(np.vstack(dev_vecs), [len(v) for v in dev_vecs])
     thresholds, overrides = choose_thresholds(dev_facts, dev_scores, [r["label"] for r in dev], config)
     manifest.update(thresholds=thresholds, overrides=overrides)
     new = LearnedLayer(Classifier(tensors, manifest), embedder)
     report(0.85, "Scoring dev and test")
     figures = {
-        "dev": _figures(dev, dev_facts, new.scores_from(np.vstack(dev_vecs), dev_counts)),
-        "test": _figures(test, test_facts, new.scores_from(np.vstack(test_vecs), test_counts)),
+        "dev": _figures(dev, dev_facts, _with(dev_scores, thresholds, overrides)),
+        "test": layer_figures(new, test, test_facts, test_vecs),
     }
     manifest["figures"] = figures
     try:
@@ -311,13 +320,11 @@ def train(config: SafetyTrainConfig | None = None, progress=None) -> dict:
     except LearnedLayerError:
         old_classifier = None  # no layer at all yet (a first training): the rules alone are the previous screen
     previous: dict = {"version": old_classifier.version if old_classifier else None}
-    for split, rows, facts, vecs, counts in (("dev", dev, dev_facts, dev_vecs, dev_counts),
-                                             ("test", test, test_facts, test_vecs, test_counts)):  # fmt: skip
+    for split, rows, facts, vecs in (("dev", dev, dev_facts, dev_vecs), ("test", test, test_facts, test_vecs)):
         if old_classifier is not None and _same_space(old_classifier, embedder):
-            old_scores = LearnedLayer(old_classifier, embedder).scores_from(np.vstack(vecs), counts)
-            previous[split] = _figures(rows, facts, old_scores)
+            previous[split] = layer_figures(LearnedLayer(old_classifier, embedder), rows, facts, vecs)
         else:
-            previous[split] = {"combined": _figures(rows, facts, None)["rules"]}
+            previous[split] = {"combined": layer_figures(None, rows, facts, vecs)["rules"]}
     reasons = [f"{split}: {r}" for split in ("dev", "test")
                for r in _no_worse(figures[split]["combined"], previous[split]["combined"])]  # fmt: skip
     accepted = not reasons

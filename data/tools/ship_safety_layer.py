@@ -26,15 +26,22 @@ def main() -> None:
 
     from core.fileio import atomic_write_bytes, read_json
     from core.safety import examples, train
-    from core.safety.learned import EMBEDDER, SHIPPED_LAYER, current_pointer, load_layer, shared_embedder
-    from core.safety.learned import save_layer, user_layers_dir
+    from core.safety.learned import (
+        EMBEDDER,
+        SHIPPED_LAYER,
+        current_pointer,
+        load_layer,
+        save_layer,
+        shared_embedder,
+        user_layers_dir,
+    )
 
     version = sys.argv[1] if len(sys.argv) > 1 else read_json(current_pointer())["version"]
     layer = load_layer(user_layers_dir() / version)
     manifest = layer.manifest
     splits = {s: examples.load_split(s) for s in ("train", "dev", "test")}
     data = manifest["data"]
-    hashes = {s: examples.data_hash(rows) for s, rows in splits.items()}
+    hashes = {s: examples.split_hash(s) for s in splits}
     rewritten = [s for s in ("dev", "test") if data.get(f"{s}_sha256") != hashes[s]]
     problems = []
     if data.get("user"):
@@ -45,7 +52,7 @@ def main() -> None:
         raise SystemExit(f"{version}: " + "; ".join(problems))
     embedder = shared_embedder(EMBEDDER)
     texts = [r["text"] for rows in splits.values() for r in rows]
-    vectors = train._embed(texts, embedder, lambda *a, **k: None)
+    vectors = train.embed_cached(texts, embedder, lambda *a, **k: None)
     if rewritten:
         manifest = _evaluated(manifest, splits, hashes, vectors, embedder, layer)
     keys = [examples.data_hash([{"text": t, "label": "informational"}])[:32] for t in texts]
@@ -77,8 +84,7 @@ def _evaluated(manifest, splits, hashes, vectors, embedder, layer) -> dict:
         rows = splits[split]
         vecs = vectors[at : at + len(rows)]
         at += len(rows)
-        scores = scored.scores_from(np.vstack(vecs), [len(v) for v in vecs])
-        entry[split] = train._figures(rows, train._rule_facts(rows, rules), scores)
+        entry[split] = train.layer_figures(scored, rows, train.rule_facts(rows, rules), vecs)
     kept = [e for e in manifest.get("evaluations", []) if e.get("test_sha256") != hashes["test"]]
     return {**manifest, "evaluations": [*kept, entry]}
 
