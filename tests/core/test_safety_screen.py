@@ -35,6 +35,48 @@ def test_emergencies_get_the_banner_and_an_allowed_answer(rules, text, rule_id):
     assert "emergency number" in verdict.banner and "not a medical device" in verdict.banner
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "On scene. Female approx 30, GCS 8, pinpoint pupils, resp rate 6, empty blister packs on the floor.",
+        "Paramedic on scene, motorbike RTC. Rider GCS 8 and dropping, right pupil blown. Anything I'm missing?",
+        "I'm a GP with a patient in front of me: BP 232/138 on repeat, severe headache and new confusion.",
+        "post op day 1, sudden SOB, sats 84% on 15L, HR 130, BP 85/50. do we lyse",
+        "FY1 on nights, pt K+ 7.8 with peaked T waves and a widening QRS, what goes in first",
+        "GCS 14 -> 7 over 20 min after a fall off a ladder, CT scanner down. what now",
+    ],
+)
+def test_a_clinicians_shorthand_with_a_life_threatening_value_gets_the_banner(rules, text):
+    verdict = screen_input(text, rules, log=False)
+    assert verdict.action == "emergency"
+    assert "emergency.vitals" in verdict.rule_ids
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "exam q: 60M, GCS 8, sats 82% on NRB, RR 6, pinpoint pupils. Is the answer naloxone or airway first?",
+        "what does GCS 8 mean? they always say intubate on medical dramas",
+        "regex to pull out GCS scores like 'GCS 8', 'GCS 3/15' from free text?",
+        "My screenplay has a paramedic shout that the rider's GCS is 6 and his pupil is blown.",
+        "pt in clinic today, BP 128/82, sats 98%, HR 72, GCS 15, all fine",
+        "Back in 2019 my dad's sats were 80% when he had covid; how do pulse oximeters work?",
+    ],
+)
+def test_vital_signs_in_teaching_data_work_fiction_or_normal_ranges_are_allowed(rules, text):
+    verdict = screen_input(text, rules, log=False)
+    assert "emergency.vitals" not in verdict.rule_ids, verdict.rule_ids
+
+
+def test_a_child_who_swallowed_a_battery_or_got_into_pills_is_an_emergency_even_when_fine(rules):
+    for text in (
+        "my son swallowed one of those little round watch batteries ten minutes ago, he seems totally fine",
+        "my 2 yr old got into grandma's pill organiser and we think she ate some, she's acting normal",
+    ):
+        verdict = screen_input(text, rules, log=False)
+        assert verdict.action == "emergency" and "emergency.overdose" in verdict.rule_ids, (text, verdict.rule_ids)
+
+
 def test_suicide_banner_points_to_a_crisis_line(rules):
     assert "988" in screen_input("I want to end my life", rules, log=False).banner
 
