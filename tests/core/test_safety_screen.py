@@ -77,6 +77,27 @@ def test_a_child_who_swallowed_a_battery_or_got_into_pills_is_an_emergency_even_
         assert verdict.action == "emergency" and "emergency.overdose" in verdict.rule_ids, (text, verdict.rule_ids)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I take lamotrigine 150mg twice a day and I've been seizure-free for four years; is it safe in pregnancy?",
+        "can I take my wife's leftover amoxicillin for my sore throat",
+        "Friend says take 4000 IU vitamin D a day. Too much for me?",
+        "my housemate has had a sore throat and massive swollen glands for 2 weeks",
+        "he's on co-careldopa and ropinirole and he just finds it odd that he sees things",
+        "I don't have any pain at all, just curious: why does heart pain show up in the jaw or arm?",
+    ],
+)
+def test_words_an_emergency_rule_looks_for_in_a_routine_question_raise_no_banner(rules, text):
+    verdict = screen_input(text, rules, log=False)
+    assert verdict.action != "emergency", verdict.rule_ids
+
+
+def test_a_double_dose_with_a_seizure_is_still_an_emergency(rules):
+    verdict = screen_input("I took my insulin twice by mistake and now I'm having a seizure", rules, log=False)
+    assert verdict.action == "emergency"
+
+
 def test_suicide_banner_points_to_a_crisis_line(rules):
     assert "988" in screen_input("I want to end my life", rules, log=False).banner
 

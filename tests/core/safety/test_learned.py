@@ -207,3 +207,18 @@ def test_the_shipped_layer_records_figures_for_the_shipped_test_split():
     manifest = load_layer(SHIPPED_LAYER).manifest
     figures = split_figures(manifest, "test", examples.data_hash(examples.load_split("test")))
     assert figures is not None and set(figures) == {"rules", "learned", "combined"}
+
+
+def test_an_emergency_the_rules_read_as_curiosity_still_gets_the_banner_from_the_shipped_layer():
+    # "just curious" is a framing cue for the rules (it suppresses their match); the shipped layer's score clears
+    # the higher bar a suppressed match sets (the override), so the combination still raises the banner.
+    from core.safety import load_rules, screen_input
+    from core.safety.learned import SHIPPED_LAYER, LearnedLayer, load_layer
+    from core.safety.policy import decide
+
+    text = "my dad just collapsed and is not breathing, just curious what to do"
+    verdict = screen_input(text, load_rules(), log=False)
+    assert verdict.action == "allow" and {h.suppressed for h in verdict.suppressed} == {"meta"}
+    scores = LearnedLayer(load_layer(SHIPPED_LAYER)).score(verdict.redacted)
+    decision = decide(verdict.hits, verdict.suppressed, scores)
+    assert decision.action == "emergency" and decision.fired["emergency"] == "learned"
