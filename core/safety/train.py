@@ -144,9 +144,13 @@ def _fit_one(x: np.ndarray, y: np.ndarray, config: SafetyTrainConfig, seed: int)
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
 
 
-def rule_facts(rows: list[dict], rules) -> list[tuple[tuple[RuleHit, ...], tuple[RuleHit, ...]]]:
-    """Per row, the rule hits and suppressed matches of its screened text."""
-    return [(v.hits, v.suppressed) for v in (screen_input(r["text"], rules, log=False) for r in rows)]
+def screen_rows(rows: list[dict], rules) -> tuple[list[tuple[tuple[RuleHit, ...], tuple[RuleHit, ...]]], list[str]]:
+    """Screen labelled rows as the chat does: per row, the rule hits and suppressed matches, and the redacted text.
+
+    The learned layer reads the redacted text in the chat and in ``safety eval``, so dev and test are scored on it.
+    """
+    verdicts = [screen_input(r["text"], rules, log=False) for r in rows]
+    return [(v.hits, v.suppressed) for v in verdicts], [v.redacted for v in verdicts]
 
 
 def _with(scores, thresholds: dict, overrides: dict):
@@ -223,7 +227,7 @@ def _counts_for(hit, label: str) -> bool:
 
 
 def layer_figures(layer: LearnedLayer | None, rows: list[dict], facts, vectors: list[np.ndarray]) -> dict:
-    """Rules, learned and combined figures on labelled rows, from ``rule_facts`` and ``embed_cached``.
+    """Rules, learned and combined figures on labelled rows, from ``screen_rows`` and ``embed_cached``.
 
     With ``layer`` None, the rules alone.
     """
@@ -284,8 +288,11 @@ def train(config: SafetyTrainConfig | None = None, progress=None) -> dict:
     # A prompt that is also in dev or test is left out of training, whoever added it.
     train_rows = [r for r in examples.load_split("train") + user if examples.key(r["text"]) not in held_out]
     embedder = shared_embedder(EMBEDDER)
+    rules = RuleStore().current()
+    report(0.05, "Screening dev and test")
+    (dev_facts, dev_texts), (test_facts, test_texts) = screen_rows(dev, rules), screen_rows(test, rules)
     report(0.1, "Embedding")
-    per_text = embed_cached([r["text"] for r in train_rows + dev + test], embedder, report)
+    per_text = embed_cached([r["text"] for r in train_rows] + dev_texts + test_texts, embedder, report)
     n_train, n_dev = len(train_rows), len(dev)
     train_vecs, dev_vecs = per_text[:n_train], per_text[n_train : n_train + n_dev]
     test_vecs = per_text[n_train + n_dev :]
@@ -303,8 +310,6 @@ def train(config: SafetyTrainConfig | None = None, progress=None) -> dict:
                 "tools": tool_versions()}  # fmt: skip
     new = LearnedLayer(Classifier(tensors, manifest), embedder)
     report(0.75, "Choosing thresholds on dev")
-    rules = RuleStore().current()
-    dev_facts, test_facts = rule_facts(dev, rules), rule_facts(test, rules)
     dev_scores = new.scores_from(np.vstack(dev_vecs), [len(v) for v in dev_vecs])
     thresholds, overrides = choose_thresholds(dev_facts, dev_scores, [r["label"] for r in dev], config)
     manifest.update(thresholds=thresholds, overrides=overrides)

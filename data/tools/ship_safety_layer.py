@@ -35,6 +35,7 @@ def main() -> None:
         shared_embedder,
         user_layers_dir,
     )
+    from core.safety.store import RuleStore
 
     version = sys.argv[1] if len(sys.argv) > 1 else read_json(current_pointer())["version"]
     layer = load_layer(user_layers_dir() / version)
@@ -51,10 +52,13 @@ def main() -> None:
     if problems:
         raise SystemExit(f"{version}: " + "; ".join(problems))
     embedder = shared_embedder(EMBEDDER)
-    texts = [r["text"] for rows in splits.values() for r in rows]
+    # What a retrain embeds: the training prompts as written, dev and test as the screen leaves them (redacted).
+    rules = RuleStore().current()
+    screened = {s: train.screen_rows(splits[s], rules) for s in ("dev", "test")}
+    texts = [r["text"] for r in splits["train"]] + screened["dev"][1] + screened["test"][1]
     vectors = train.embed_cached(texts, embedder, lambda *a, **k: None)
     if rewritten:
-        manifest = _evaluated(manifest, splits, hashes, vectors, embedder, layer)
+        manifest = _evaluated(manifest, splits, hashes, screened, vectors, embedder, layer)
     keys = [examples.data_hash([{"text": t, "label": "informational"}])[:32] for t in texts]
     cache = {k: np.ascontiguousarray(v) for k, v in zip(keys, vectors, strict=True)}
     for old in SHIPPED_LAYER.glob("embedding-cache-*.safetensors"):
@@ -68,14 +72,12 @@ def main() -> None:
                       "cache_bytes": cache_path.stat().st_size, "evaluated_on_rewritten": rewritten}))  # fmt: skip
 
 
-def _evaluated(manifest, splits, hashes, vectors, embedder, layer) -> dict:
+def _evaluated(manifest, splits, hashes, screened, vectors, embedder, layer) -> dict:
     """The manifest with the layer's figures on the dev and test splits as they are now, under ``evaluations``."""
     from core.runfolder import now_iso
     from core.safety import train
     from core.safety.learned import LearnedLayer
-    from core.safety.store import RuleStore
 
-    rules = RuleStore().current()
     scored = LearnedLayer(layer, embedder)
     at = len(splits["train"])
     entry = {"at": now_iso(), "dev_sha256": hashes["dev"], "test_sha256": hashes["test"],
@@ -84,7 +86,7 @@ def _evaluated(manifest, splits, hashes, vectors, embedder, layer) -> dict:
         rows = splits[split]
         vecs = vectors[at : at + len(rows)]
         at += len(rows)
-        entry[split] = train.layer_figures(scored, rows, train.rule_facts(rows, rules), vecs)
+        entry[split] = train.layer_figures(scored, rows, screened[split][0], vecs)
     kept = [e for e in manifest.get("evaluations", []) if e.get("test_sha256") != hashes["test"]]
     return {**manifest, "evaluations": [*kept, entry]}
 
