@@ -226,6 +226,25 @@ def _counts_for(hit, label: str) -> bool:
     return rule_label(hit.category, hit.action) == label
 
 
+def read_splits(train_rows: list[dict], dev: list[dict], test: list[dict], rules, embedder, progress) -> dict:
+    """Screen dev and test and embed what a retrain reads: the training prompts as written, dev and test redacted.
+
+    Returns:
+        Per split (``train``, ``dev``, ``test``): ``(facts, texts, vectors)``, facts as ``screen_rows`` gives them
+        (None for train), the texts embedded and their window vectors as ``embed_cached`` returns them.
+    """
+    progress(0.05, "Screening dev and test")
+    (dev_facts, dev_texts), (test_facts, test_texts) = screen_rows(dev, rules), screen_rows(test, rules)
+    progress(0.1, "Embedding")
+    texts = {"train": [r["text"] for r in train_rows], "dev": dev_texts, "test": test_texts}
+    per_text = embed_cached(texts["train"] + dev_texts + test_texts, embedder, progress)
+    out, at = {}, 0
+    for split, facts in (("train", None), ("dev", dev_facts), ("test", test_facts)):
+        out[split] = (facts, texts[split], per_text[at : at + len(texts[split])])
+        at += len(texts[split])
+    return out
+
+
 def layer_figures(layer: LearnedLayer | None, rows: list[dict], facts, vectors: list[np.ndarray]) -> dict:
     """Rules, learned and combined figures on labelled rows, from ``screen_rows`` and ``embed_cached``.
 
@@ -289,13 +308,8 @@ def train(config: SafetyTrainConfig | None = None, progress=None) -> dict:
     train_rows = [r for r in examples.load_split("train") + user if examples.key(r["text"]) not in held_out]
     embedder = shared_embedder(EMBEDDER)
     rules = RuleStore().current()
-    report(0.05, "Screening dev and test")
-    (dev_facts, dev_texts), (test_facts, test_texts) = screen_rows(dev, rules), screen_rows(test, rules)
-    report(0.1, "Embedding")
-    per_text = embed_cached([r["text"] for r in train_rows] + dev_texts + test_texts, embedder, report)
-    n_train, n_dev = len(train_rows), len(dev)
-    train_vecs, dev_vecs = per_text[:n_train], per_text[n_train : n_train + n_dev]
-    test_vecs = per_text[n_train + n_dev :]
+    read = read_splits(train_rows, dev, test, rules, embedder, report)
+    (_, _, train_vecs), (dev_facts, _, dev_vecs), (test_facts, _, test_vecs) = read["train"], read["dev"], read["test"]
     y = np.array([LABELS.index(r["label"]) for r in train_rows])
     report(0.65, f"Fitting a {config.kind} on {len(train_rows)} prompts")
     x_rows, y_rows = _windows_to_rows(train_vecs, y)

@@ -52,15 +52,13 @@ def main() -> None:
     if problems:
         raise SystemExit(f"{version}: " + "; ".join(problems))
     embedder = shared_embedder(EMBEDDER)
-    # What a retrain embeds: the training prompts as written, dev and test as the screen leaves them (redacted).
-    rules = RuleStore().current()
-    screened = {s: train.screen_rows(splits[s], rules) for s in ("dev", "test")}
-    texts = [r["text"] for r in splits["train"]] + screened["dev"][1] + screened["test"][1]
-    vectors = train.embed_cached(texts, embedder, lambda *a, **k: None)
+    # The cache holds what a retrain reads (``train.read_splits``), so a first retrain embeds nothing shipped.
+    read = train.read_splits(splits["train"], splits["dev"], splits["test"], RuleStore().current(), embedder,
+                             lambda *a, **k: None)  # fmt: skip
     if rewritten:
-        manifest = _evaluated(manifest, splits, hashes, screened, vectors, embedder, layer)
-    keys = [examples.data_hash([{"text": t, "label": "informational"}])[:32] for t in texts]
-    cache = {k: np.ascontiguousarray(v) for k, v in zip(keys, vectors, strict=True)}
+        manifest = _evaluated(manifest, splits, hashes, read, embedder, layer)
+    cache = {examples.data_hash([{"text": t, "label": "informational"}])[:32]: np.ascontiguousarray(v)
+             for _, texts, vectors in read.values() for t, v in zip(texts, vectors, strict=True)}  # fmt: skip
     for old in SHIPPED_LAYER.glob("embedding-cache-*.safetensors"):
         old.unlink()
     from safetensors.numpy import load_file
@@ -72,21 +70,18 @@ def main() -> None:
                       "cache_bytes": cache_path.stat().st_size, "evaluated_on_rewritten": rewritten}))  # fmt: skip
 
 
-def _evaluated(manifest, splits, hashes, screened, vectors, embedder, layer) -> dict:
+def _evaluated(manifest, splits, hashes, read, embedder, layer) -> dict:
     """The manifest with the layer's figures on the dev and test splits as they are now, under ``evaluations``."""
     from core.runfolder import now_iso
     from core.safety import train
     from core.safety.learned import LearnedLayer
 
     scored = LearnedLayer(layer, embedder)
-    at = len(splits["train"])
     entry = {"at": now_iso(), "dev_sha256": hashes["dev"], "test_sha256": hashes["test"],
              "note": "scored after training, on dev and test splits rewritten since"}  # fmt: skip
     for split in ("dev", "test"):
-        rows = splits[split]
-        vecs = vectors[at : at + len(rows)]
-        at += len(rows)
-        entry[split] = train.layer_figures(scored, rows, screened[split][0], vecs)
+        facts, _, vectors = read[split]
+        entry[split] = train.layer_figures(scored, splits[split], facts, vectors)
     kept = [e for e in manifest.get("evaluations", []) if e.get("test_sha256") != hashes["test"]]
     return {**manifest, "evaluations": [*kept, entry]}
 
