@@ -7,11 +7,15 @@ import time
 import plotly.graph_objects as go
 import streamlit as st
 
+from components import state
 from components.widgets import badge, escape_md, human_duration
-from core import jobs
+from core import jobs, paths
 from core.errors import WorkbenchError
+from core.evaluate import registry as evaluations
+from core.evaluate.finetuned import VALIDATION, against_base
 from core.finetune import runs
 from core.finetune.dataset import DatasetReport, Segment
+from core.rag import index as indices
 
 TRAINED_STYLE = "background-color: rgba(33, 195, 84, 0.3); border-radius: 3px;"
 MASKED_STYLE = "opacity: 0.45;"
@@ -80,8 +84,37 @@ def run_panel(run_id: str) -> None:
         _resume(run)
     if run.adapter:
         _results(run)
+        if run.state == "finished":
+            _evaluate_against_base(run)
     _config(run)
     _delete(run)
+
+
+def _evaluate_against_base(run: runs.Run) -> None:
+    """Start an evaluation of the adapter beside its base, on the run's validation split or any eval set."""
+    with st.expander("Evaluate against the base"):
+        shipped = [str(p.relative_to(paths.REPO_ROOT)) for p in sorted(paths.shipped_data_dir().glob("eval/*.jsonl"))
+                   if "safety" not in p.name]  # fmt: skip
+        choices = [VALIDATION, *shipped]
+        cols = st.columns([3, 2, 1])
+        eval_set = cols[0].selectbox("Eval set", choices, key=f"finetune.eval_set.{run.id}",
+                                     format_func=lambda c: "this run's validation split" if c == VALIDATION
+                                     else c)  # fmt: skip
+        names = ["(none: plain chat)", *indices.list_names()]
+        index = cols[1].selectbox("Index", names, key=f"finetune.eval_index.{run.id}",
+                                  help="The adapter was trained without retrieval; an index grounds both "
+                                  "systems")  # fmt: skip
+        limit = cols[2].number_input("Questions (0: all)", min_value=0, value=0, step=10,
+                                     key=f"finetune.eval_limit.{run.id}")  # fmt: skip
+        if st.button("Evaluate against the base", icon=":material/analytics:", key=f"finetune.eval.{run.id}"):
+            try:
+                config = against_base(run.id, eval_set, None if index == names[0] else index, int(limit))
+                started = evaluations.start(config)
+            except WorkbenchError as exc:
+                st.error(str(exc))
+                return
+            st.session_state[state.EVAL_RUN] = started.id
+            st.success(f"Started evaluation {started.id}: follow it on the Evaluate page.")
 
 
 def _poll(run_id: str) -> None:

@@ -12,3 +12,7 @@ CHAT_NEXT = "chat.next"  # a conversation to open on the next run (after "New")
 FINETUNE_RUN = "finetune.run"  # the run shown on the Fine-tune page (the selectbox's key); a started run is selected
 FINETUNE_DATASET = "finetune.dataset"  # the dataset file chosen on the Fine-tune page (set by an upload too)
 FINETUNE_NOTICE = "finetune.notice"
+EVAL_RUN = "eval.run"  # the evaluation run shown on the Evaluate page (the selectbox's key)
+EVAL_SET = "eval.set"  # the eval set chosen on the Evaluate page (set by an upload too)
+EVAL_NOTICE = "eval.notice"
+EVAL_DRILL = "eval.drill"  # the question open in the drill-down

@@ -10,6 +10,7 @@ from core import jobs
 from core.chat import commands as chat_commands
 from core.cliutil import add_command, emit, out
 from core.errors import WorkbenchError
+from core.evaluate import commands as eval_commands
 from core.finetune import commands as finetune_commands
 from core.models import embedded, registry
 from core.models.formats import ROLES
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat_commands.add_commands(groups)
     safety_commands.add_commands(groups)
     finetune_commands.add_commands(groups)
+    eval_commands.add_commands(groups)
     return parser
 
 

@@ -348,3 +348,91 @@ class SafetyTrainConfig(_Config):
 
     def __post_init__(self) -> None:
         self.check_fields()
+
+
+@dataclass(frozen=True)
+class SystemConfig(_Config):
+    """One system an evaluation compares: a chat model, an index (or none) and the chat settings."""
+
+    name: str = _help("Label of the system in the report (unique within a run)", default="")
+    model: str = _help("Registry name of the chat model (GGUF, or a transformers folder)", default="gemma3-270m-gguf")
+    adapter: str | None = _help("LoRA adapter: a fine-tuning run id or an adapter folder (transformers models)",
+                                default=None)  # fmt: skip
+    index: str | None = _help("RAG index to ground answers in; none evaluates the plain chat", default="demo")
+    top_k: int = _help("Passages retrieved and shown to the model", default=5, low=1, high=20)
+    temperature: float = _help("Sampling temperature; 0 is greedy (reproducible)", default=0.0, low=0.0, high=2.0,
+                               step=0.05)  # fmt: skip
+    max_new_tokens: int = _help("Longest answer, in tokens", default=192, low=1, high=4096, step=16)
+    min_relevance: float = _help("Least cosine similarity of the best passage for the corpus to count as covering "
+                                 "the question", default=0.3, low=-1.0, high=1.0, step=0.05)  # fmt: skip
+    batch_size: int = _help("Questions generated together (transformers models; greedy, left padding); 1 answers "
+                            "one at a time", default=8, low=1, high=256)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        self.check_fields()
+        if not self.model:
+            raise ConfigError("Choose a chat model for every system")
+        if self.index is not None and not INDEX_NAME.fullmatch(self.index):
+            raise ConfigError(f"Invalid index name {self.index!r}")
+
+    @property
+    def label(self) -> str:
+        """The system's name, or one made from its model, adapter and index."""
+        if self.name:
+            return self.name
+        adapter = f"+{self.adapter.rstrip('/').rsplit('/', 1)[-1]}" if self.adapter else ""
+        return f"{self.model}{adapter}@{self.index or 'no-index'}"
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Config):
+    """One evaluation run (the Evaluate page, ``workbench eval run CONFIG``): an eval set and the systems."""
+
+    eval_set: str = _help("JSONL eval set: question, reference (one or more), optional gold_sources and tags",
+                          default="data/eval/demo_qa.jsonl")  # fmt: skip
+    systems: list[dict] = _help("The systems to evaluate (each a SystemConfig); the first is the baseline",
+                                default_factory=lambda: [SystemConfig().to_dict()])  # fmt: skip
+    name: str = _help("Label of the run (default: eval set and systems)", default="")
+    limit: int = _help("Evaluate only the first N valid questions (0: all)", default=0, low=0, high=1_000_000)
+    tags: list[str] = _help("Only questions carrying one of these tags (empty: all)", default_factory=list)
+    timeout_s: float = _help("A question still generating after this many seconds is stopped and counts as failed",
+                             default=120.0, low=1.0, high=3600.0, step=10.0)  # fmt: skip
+    resamples: int = _help("Paired bootstrap resamples for the confidence intervals", default=1000, low=1000,
+                           high=100_000, step=1000)  # fmt: skip
+    confidence: float = _help("Coverage of the confidence intervals", default=0.95, low=0.5, high=0.999, step=0.01)
+    seed: int = _help("Seed of the bootstrap resampling", default=0, low=0, high=2**31 - 1)
+    safety_sets: list[str] = _help(
+        "Labelled safety sets scored with the safety layer in force (recall and false blocks)",
+        default_factory=lambda: ["core/safety/examples/test.jsonl"],
+    )
+
+    def __post_init__(self) -> None:
+        self.check_fields()
+        if not self.eval_set:
+            raise ConfigError("Choose an eval set")
+        if not self.systems:
+            raise ConfigError("Add at least one system to evaluate")
+        labels = [self.system(i).label for i in range(len(self.systems))]
+        repeated = sorted({x for x in labels if labels.count(x) > 1})
+        if repeated:
+            raise ConfigError(f"Two systems share the name {repeated[0]!r}; name each system differently")
+
+    def system(self, i: int) -> SystemConfig:
+        """The i-th system as a validated SystemConfig.
+
+        Raises:
+            ConfigError: If it has unknown keys or invalid values (named by its position).
+        """
+        spec = self.systems[i]
+        if isinstance(spec, SystemConfig):
+            return spec
+        if not isinstance(spec, dict):
+            raise ConfigError(f"System {i + 1} must be a mapping of settings (got {type(spec).__name__})")
+        try:
+            return SystemConfig.from_dict(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"System {i + 1}: {exc}") from None
+
+    def system_configs(self) -> list[SystemConfig]:
+        """Every system, validated."""
+        return [self.system(i) for i in range(len(self.systems))]

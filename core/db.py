@@ -88,6 +88,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE safety_audit ADD COLUMN hash_kind TEXT NOT NULL DEFAULT 'sha256';
         """,
     ),
+    (
+        # Evaluation runs, listed for the Evaluate page and `workbench eval list`; the folder holds the rest.
+        "m005_eval_runs",
+        """
+        CREATE TABLE eval_runs (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            eval_set TEXT NOT NULL,
+            systems TEXT NOT NULL,
+            n_questions INTEGER NOT NULL DEFAULT 0,
+            summary TEXT NOT NULL DEFAULT '{}'
+        );
+        """,
+    ),
 ]
 
 

@@ -185,7 +185,7 @@ def answer_stream(
     halt = threading.Event()  # ends generation: the user's stop, a repeating model, or a blocked answer
     shown = ShownText(ruleset)
     pieces, first, decode_start = [], None, time.perf_counter()
-    repeating = _RepetitionGuard()
+    repeating = RepetitionGuard()
     stream = generator.stream(prompt, gen, halt)
     try:
         for piece in stream:
@@ -328,13 +328,14 @@ def _drop_repeats(text: str) -> str:
     return " ".join(kept).strip()
 
 
-class _RepetitionGuard:
+class RepetitionGuard:
     """Notices when a small model starts repeating a sentence it already wrote (greedy decoding loops)."""
 
     def __init__(self) -> None:
         self.text, self.sentences, self.seen = "", set(), False
 
     def feed(self, piece: str) -> None:
+        """Take the next generated piece; ``seen`` turns true once a finished sentence repeats an earlier one."""
         self.text += piece
         *done, self.text = re.split(r"(?<=[.!?])\s+", self.text)
         for sentence in done:

@@ -87,6 +87,7 @@ class PreparedData:
     val: list[Encoded]
     sample_prompts: list[list[dict]]  # conversations without their last answer: validation ones, else training
     report: DatasetReport
+    val_conversations: list[list[dict]] = field(default_factory=list)  # the validation split as chat messages
 
 
 def resolve_dataset(path: str) -> Path:
@@ -307,7 +308,13 @@ def prepare(config: TrainConfig, tokenizer, n_preview: int = 3) -> PreparedData:
     report.tokens_total = sum(len(e[2].input_ids) for e in examples)
     report.tokens_trained = sum(e[2].n_trained for e in examples)
     report.max_tokens = max(len(e[2].input_ids) for e in examples)
-    return PreparedData(train=train, val=val, sample_prompts=sample_prompts, report=report)
+    return PreparedData(
+        train=train,
+        val=val,
+        sample_prompts=sample_prompts,
+        report=report,
+        val_conversations=[examples[i][1] for i in val_idx],
+    )
 
 
 def _prompt_part(messages: list[dict]) -> list[dict]:

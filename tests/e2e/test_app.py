@@ -33,3 +33,12 @@ def test_jobs_page_opens_from_the_sidebar(app_url, page):
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
     expect(page.get_by_text("No jobs yet")).to_be_visible()
     screenshot(page, "jobs-page")
+
+
+def test_evaluate_page_opens_with_the_demo_set_ready(app_url, page):
+    page.goto(app_url)
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Evaluate").click()
+    expect(page.get_by_role("heading", name="Evaluate")).to_be_visible()
+    expect(page.get_by_text("165 questions", exact=False)).to_be_visible()
+    expect(page.get_by_role("button", name="Start evaluation")).to_be_enabled()
+    expect(page.get_by_text("No evaluation runs yet", exact=False)).to_be_visible()
