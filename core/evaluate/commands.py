@@ -18,8 +18,10 @@ def _run(args: argparse.Namespace) -> int:
     from core.evaluate.run import execute
 
     cfg = registry.load_config_file(args.config)
-    if args.limit is not None:
-        cfg = type(cfg).from_dict({**cfg.to_dict(), "limit": args.limit})
+    overrides = {"limit": args.limit, "tags": args.tags}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        cfg = type(cfg).from_dict({**cfg.to_dict(), **overrides})
     folder = registry.create(cfg)
     if not args.json:
         out(f"evaluation {folder.id}: {registry.run_name(cfg)} (Ctrl-C stops it and writes a partial report)")
@@ -138,6 +140,7 @@ def add_commands(groups: argparse._SubParsersAction) -> None:
     p = add_command(group, "run", _run, "run an evaluation from a YAML or JSON EvalConfig file")
     p.add_argument("config", help="YAML or JSON file: eval_set, systems, ... (the Evaluate page writes the same)")
     p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--tags", action="append", help="only questions with this tag (repeatable), e.g. --tags unseen")
     p = add_command(group, "metrics", _metrics, "score answers made elsewhere: one answer and one reference per line")
     p.add_argument("--pred", required=True, help="file of answers, one per line")
     p.add_argument("--ref", required=True, action="append", help="file of references, one per line (repeatable)")
