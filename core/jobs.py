@@ -108,7 +108,7 @@ def launch(module: str, config: dict[str, Any], title: str = "", stop_grace_s: f
         "proc_start": None,
         # While there is no child yet, the job lives as long as the process launching it.
         "launcher_pid": os.getpid(),
-        "launcher_start": _proc_start_ticks(os.getpid()),
+        "launcher_start": process_start_ticks(os.getpid()),
         "created_at": time.time(),
         "stop_grace_s": stop_grace_s,
     }
@@ -138,7 +138,7 @@ def launch(module: str, config: dict[str, Any], title: str = "", stop_grace_s: f
             )
             raise JobError(error) from exc
     atomic_write_json(job_dir / "job.json", {**meta, "state": "started", "pid": proc.pid,
-                                             "proc_start": _proc_start_ticks(proc.pid)})  # fmt: skip
+                                             "proc_start": process_start_ticks(proc.pid)})  # fmt: skip
     if (job_dir / "cancel.json").exists():  # asked to stop while it was starting: pass the request on
         _signal_group(proc.pid, signal.SIGTERM)
     logger.info("launched job %s (%s) pid %d", job_id, module, proc.pid)
@@ -375,12 +375,13 @@ def _proc_stat(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
-def _proc_start_ticks(pid: int) -> int | None:
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks (None when there is no such process)."""
     fields = _proc_stat(pid)
     return int(fields[19]) if fields else None  # field 22 of /proc/<pid>/stat: start time in clock ticks
 
 
-def _same_process(pid: int | None, start_ticks: int | None) -> bool:
+def same_process(pid: int | None, start_ticks: int | None) -> bool:
     """Whether ``pid`` is still the (non-zombie) process that had this start time."""
     fields = _proc_stat(pid) if pid else None
     return fields is not None and fields[0] != "Z" and (start_ticks is None or int(fields[19]) == start_ticks)
@@ -389,7 +390,7 @@ def _same_process(pid: int | None, start_ticks: int | None) -> bool:
 def _alive(meta: dict, job_dir: Path | None = None) -> bool:
     pid = meta["pid"]
     if pid is None:  # no child yet: starting for as long as the launching process lives
-        return meta.get("state") == "starting" and _same_process(meta.get("launcher_pid"), meta.get("launcher_start"))
+        return meta.get("state") == "starting" and same_process(meta.get("launcher_pid"), meta.get("launcher_start"))
     fields = _proc_stat(pid)
     if fields is None:
         return False

@@ -109,6 +109,10 @@ def _live(run: EvalRun) -> EvalRun:
     except RunFolderError:
         return run
     job_ids = manifest.get("jobs") or []
+    if not job_ids and run.status == "running" and manifest.get("runner_pid"):
+        # Run in a CLI process (no job): interrupted when that process is gone (killed, machine restarted).
+        if not jobs.same_process(manifest["runner_pid"], manifest.get("runner_start")):
+            run.status = "interrupted"
     if job_ids:
         run.job_id = job_ids[-1]
         try:

@@ -12,6 +12,7 @@ passage cleaning, generation, output screen, citation check). transformers model
 """
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -252,6 +253,8 @@ def execute(folder: RunFolder, progress=None) -> dict:
     extra = {"eval_set": {"path": eval_set.path, "n_rows": len(eval_set.items), "selected": len(items),
                           "bad_rows": eval_set.bad_rows}}  # fmt: skip
     registry.record(folder, "running", cfg, len(items))
+    # A run in the CLI's own process has no job: its pid tells a later reader whether it is still going.
+    folder.update_manifest(runner_pid=os.getpid(), runner_start=jobs.process_start_ticks(os.getpid()))
     total = len(items) * len(systems)
     done = {"n": 0}
     rows: list[dict] = []

@@ -10,6 +10,7 @@ from components import state
 from core import paths
 from core.chat import store as chats
 from core.config import GEMMA_TARGET_MODULES, ConfigError, TrainConfig
+from core.evaluate import registry as evaluations
 from core.finetune import runs
 from core.finetune.model import cuda_available
 from tests.conftest import REPO_ROOT
@@ -176,6 +177,19 @@ def test_train_a_tiny_run_see_it_finished_resume_it_and_chat_with_its_adapter():
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Step"] == "2 / 2" and metrics["Training time"] != "—" and metrics["Loss"] != "—"
     assert any(b.label == "Download config.json" for b in at.get("download_button"))
+
+    # Evaluate against the base: this run held out no validation split, so the page says to pick an eval set.
+    _widget(at.button, "Evaluate against the base").click().run()
+    assert "held out no validation examples" in at.error[0].value
+    at.selectbox(key=f"finetune.eval_set.{run_id}").set_value("data/eval/demo_qa.jsonl")
+    at.number_input(key=f"finetune.eval_limit.{run_id}").set_value(1)
+    _widget(at.button, "Evaluate against the base").click().run()
+    assert not at.exception and any("Started evaluation" in m.value for m in at.success)
+    (evaluation,) = evaluations.list_runs()
+    assert evaluations.wait(evaluation.id, timeout_s=300).status == "complete"
+    report = evaluations.load_report(evaluation.id)
+    assert report["system_order"] == ["base (gemma3-270m)", "fine-tuned (tiny)"]
+    assert all(s["n_rows"] == 1 for s in report["systems"].values())
 
     # The chat page offers the adapter for the transformers base only.
     chat = AppTest.from_function(_chat_app, default_timeout=60).run()

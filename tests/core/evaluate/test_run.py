@@ -1,6 +1,7 @@
 """Evaluation runs on the real embedded models: rows, report, failures that stay in the denominator, persistence."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -171,3 +172,16 @@ def test_a_run_killed_mid_write_reads_as_interrupted_from_its_rows(demo_index, t
     assert report["status"] == "interrupted" and report["partial"]
     assert report["systems"]["g"]["n_rows"] >= 1 and not (folder / "report.json").exists()
     registry.delete(run.id)
+
+
+def test_a_cli_run_whose_process_is_gone_reads_as_interrupted(eval_set):
+    import subprocess
+    import sys
+
+    folder = registry.create(EvalConfig(eval_set=str(eval_set), safety_sets=[]))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    registry.record(folder, "running", EvalConfig.from_dict(folder.config()), 3)
+    folder.update_manifest(runner_pid=int(dead.stdout), runner_start=None)
+    assert registry.get_run(folder.id).status == "interrupted"
+    folder.update_manifest(runner_pid=os.getpid(), runner_start=None)  # this process: still running
+    assert registry.get_run(folder.id).status == "running"
