@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from core.errors import WorkbenchError
@@ -12,6 +13,43 @@ INDEX_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,63}")
 
 class ConfigError(WorkbenchError):
     """A configuration value is missing, unknown or out of range."""
+
+
+def read_config_file(path: str | Path, what: str) -> dict:
+    """The mapping in a YAML or JSON config file (JSON is YAML too).
+
+    Args:
+        path: The file.
+        what: The config's name, for messages ("TrainConfig").
+
+    Raises:
+        ConfigError: If the file is missing, unparsable or not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.name} is not valid YAML or JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name} must hold a mapping of {what} fields")
+    return data
+
+
+def absolute_near(value: Any, config_file: str | Path) -> Any:
+    """A relative path that exists next to the config file or in the current folder, made absolute.
+
+    Jobs run in the repository folder, so such paths are fixed when the file is read; others stay as they are
+    (shipped data such as ``data/finetune/...`` is found relative to the repository).
+    """
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        for folder in (Path(config_file).parent, Path.cwd()):
+            if (folder / value).exists():
+                return str((folder / value).resolve())
+    return value
 
 
 def _help(

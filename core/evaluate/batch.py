@@ -27,15 +27,12 @@ class _Recorded(Exception):
     """Ends a turn in the first pass as soon as its prompt is known."""
 
 
-class PromptRecorder:
-    """Stands in for a generator: records the prompt and decoding settings, then stops the turn."""
+class _StandIn:
+    """Looks like the wrapped generator (name, chat template, tokenizer) to the chat turn; generates nothing."""
 
     def __init__(self, generator) -> None:
-        """Wrap ``generator`` (its name, template and tokenizer are used as they are)."""
         self.inner = generator
         self.name = generator.name
-        self.prompt: str | None = None
-        self.config: GenerationConfig | None = None
 
     @property
     def has_chat_template(self) -> bool:
@@ -49,6 +46,16 @@ class PromptRecorder:
     def count_tokens(self, text: str) -> int:
         """The wrapped model's tokenizer."""
         return self.inner.count_tokens(text)
+
+
+class PromptRecorder(_StandIn):
+    """Stands in for a generator: records the prompt and decoding settings, then stops the turn."""
+
+    def __init__(self, generator) -> None:
+        """Wrap ``generator`` (its name, template and tokenizer are used as they are)."""
+        super().__init__(generator)
+        self.prompt: str | None = None
+        self.config: GenerationConfig | None = None
 
     def stream(self, prompt: str, config: GenerationConfig, stop=None):
         """Record and stop: raises inside the turn's generation loop."""
@@ -74,27 +81,13 @@ def record_prompt(turn, recorder: PromptRecorder) -> tuple[str | None, Generatio
     return None, None, final
 
 
-class Replay:
+class Replay(_StandIn):
     """Stands in for a generator in the second pass: streams the batch output of each prompt."""
 
     def __init__(self, generator, outputs: dict[str, str]) -> None:
         """``outputs`` maps each recorded prompt to its generated text."""
-        self.inner = generator
-        self.name = generator.name
+        super().__init__(generator)
         self.outputs = outputs
-
-    @property
-    def has_chat_template(self) -> bool:
-        """The wrapped model's."""
-        return self.inner.has_chat_template
-
-    def render(self, messages: list[dict]) -> str:
-        """The wrapped model's chat template."""
-        return self.inner.render(messages)
-
-    def count_tokens(self, text: str) -> int:
-        """The wrapped model's tokenizer."""
-        return self.inner.count_tokens(text)
 
     def stream(self, prompt: str, config: GenerationConfig, stop=None):
         """Yield the batch output for ``prompt`` word by word, as the streamer of a live turn would.

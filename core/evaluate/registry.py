@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core import db, jobs
-from core.config import ConfigError, EvalConfig
+from core.config import EvalConfig, absolute_near, read_config_file
 from core.errors import WorkbenchError
 from core.fileio import read_json
 from core.runfolder import RunFolder, RunFolderError, now_iso
@@ -237,24 +237,10 @@ def load_config_file(path: str | Path) -> EvalConfig:
     Raises:
         ConfigError: If the file is missing, unparsable or has unknown or invalid values.
     """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file not found: {path}")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)  # JSON is YAML too
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path.name} is not valid YAML or JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path.name} must hold a mapping of EvalConfig fields")
+    data = read_config_file(path, "EvalConfig")
 
     def absolute(value):
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            for folder in (path.parent, Path.cwd()):
-                if (folder / value).exists():
-                    return str((folder / value).resolve())
-        return value
+        return absolute_near(value, path)
 
     data["eval_set"] = absolute(data.get("eval_set", EvalConfig().eval_set))
     if isinstance(data.get("safety_sets"), list):

@@ -15,10 +15,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from core import jobs, paths
-from core.config import ConfigError, TrainConfig
+from core.config import TrainConfig, absolute_near, read_config_file
 from core.errors import WorkbenchError
 from core.finetune.dataset import resolve_dataset
 from core.runfolder import RunFolder, RunFolderError, kind_root, parse_time
@@ -77,24 +75,10 @@ def load_config_file(path: str | Path) -> TrainConfig:
     Raises:
         ConfigError: If the file is missing, unparsable or has unknown or invalid values.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file not found: {path}")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)  # JSON is YAML too
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path.name} is not valid YAML or JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path.name} must hold a mapping of TrainConfig fields")
-    # The job runs in the repository folder: relative paths that exist next to the config file or in the
-    # current folder are made absolute now (others stay relative: shipped data such as data/finetune/...).
+    data = read_config_file(path, "TrainConfig")
     for key in ("dataset", "base_model"):
-        value = data.get(key)
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            for folder in (path.parent, Path.cwd()):
-                if (folder / value).exists():
-                    data[key] = str((folder / value).resolve())
-                    break
+        if key in data:
+            data[key] = absolute_near(data[key], path)
     return TrainConfig.from_dict(data)
 
 
