@@ -129,7 +129,8 @@ def generate_batch(
         prompts: Full prompts (templates applied), as the chat builds them.
         config: Token limit and stop strings (greedy whatever its temperature: batching is for greedy runs).
         batch_size: Prompts per batch.
-        max_time_s: Stop a batch after this long; its unfinished answers are marked ``timed_out``.
+        max_time_s: The time one question may take; a batch of n stops after n times this, and its unfinished
+            answers are marked ``timed_out``.
 
     Returns:
         One output per prompt, in the order given.
@@ -148,7 +149,9 @@ def generate_batch(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             t0 = time.perf_counter()
-            texts, counts, timed_out = _greedy_batch(generator, [encoded[i] for i in chunk], config, max_time_s)
+            # A batch answers its questions together: it gets the time they would get one at a time.
+            budget = max_time_s * len(chunk) if max_time_s else None
+            texts, counts, timed_out = _greedy_batch(generator, [encoded[i] for i in chunk], config, budget)
             elapsed = round((time.perf_counter() - t0) * 1000, 1)
             for row, i in enumerate(chunk):
                 results[i] = BatchOutput(texts[row], counts[row], elapsed, len(chunk), timed_out[row])
@@ -195,7 +198,10 @@ def _greedy_batch(generator, rows: list[list[int]], config: GenerationConfig, ma
                 generated[row].append(token)
                 before, texts[row] = texts[row], tok.decode(generated[row], skip_special_tokens=True)
                 guards[row].feed(texts[row][len(before) :] if texts[row].startswith(before) else texts[row])
-                if len(generated[row]) >= config.max_new_tokens or any(s in texts[row] for s in stops):
+                # Stop strings are matched on the text with special tokens ("<end_of_turn>" is one), as
+                # generate()'s StopStringCriteria matches token strings; what is kept is the text without them.
+                raw = tok.decode(generated[row], skip_special_tokens=False) if stops else ""
+                if len(generated[row]) >= config.max_new_tokens or any(s in raw for s in stops):
                     continue
                 if guards[row].seen:
                     continue
