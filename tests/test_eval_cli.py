@@ -86,3 +86,25 @@ def test_run_refuses_a_bad_config_clearly(tmp_path):
     assert code == 2 and "temperature must be between 0 and 2" in json.loads(out)["error"]
     code, out, _ = run("run", str(tmp_path / "missing.yaml"), "--json")
     assert code == 2 and "Config file not found" in json.loads(out)["error"]
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_run_with_a_partial_report(tmp_path, workbench_home, demo_index, eval_set):  # noqa: F811
+    import signal
+    import time
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"eval_set: {eval_set}\nsafety_sets: []\nsystems:\n"
+                      "  - {name: g, model: gemma3-270m-gguf, top_k: 2, max_new_tokens: 24}\n")  # fmt: skip
+    proc = subprocess.Popen([*CLI, "run", str(config), "--json"], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    rows = []
+    while time.monotonic() < deadline and not rows:
+        rows = list(workbench_home.glob("runs/eval/*/rows.jsonl"))
+        time.sleep(0.2)
+    assert rows, "no answer within 240 s"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    report = json.loads(out)
+    assert proc.returncode == 130 and report["status"] == "partial" and report["partial"]
+    assert 1 <= report["systems"]["g"]["n_rows"] <= 3

@@ -1,6 +1,7 @@
 """``workbench eval run|metrics|list|show|compare|delete``."""
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -33,12 +34,18 @@ def _run(args: argparse.Namespace) -> int:
             last["shown"] = step
             sys.stderr.write(f"[{(fraction or 0) * 100:5.1f}%] {message}\n")
 
+    def stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM (a scheduler, `kill`) ends the run as Ctrl-C does: with a partial report
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         report = execute(folder, progress)
         code = 0
     except KeyboardInterrupt:
         report = registry.load_report(folder.id)
         code = 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     emit(args, _payload(folder.id, report), _human(folder.id, report))
     return code
 

@@ -116,7 +116,9 @@ def score_row(system: SystemConfig, item: EvalItem, answer: dict | None, error: 
     prediction = text if ok else ""
     scores = M.generation_scores(prediction, item.references)
     stats = M.bleu_stats([prediction], [item.references])[0]
-    sources = (answer or {}).get("sources", []) if ok else []
+    # Retrieval ran even when the model then failed (timeout, empty answer): its figures count what it found. A
+    # system that never ran (load failure) has no sources and scores 0 there too.
+    sources = (answer or {}).get("sources", [])
     retrieval = None
     if item.gold_sources and system.index is not None:
         retrieved = [{"source": M.source_name(s["source"]), "page": s.get("page")} for s in sources]

@@ -108,6 +108,7 @@ def test_a_timeout_stops_the_answer_and_counts_it_failed(demo_index, eval_set):
                      limit=1)  # fmt: skip
     system = report["systems"]["slow"]
     assert system["failures"] == {"timeout": 1} and system["metrics"]["f1"] == 0.0
+    assert system["metrics"]["retrieval.doc.recall@10"] == 1.0  # retrieval did its part before the model timed out
 
 
 def test_an_eval_set_without_usable_rows_is_refused_before_any_model_loads(tmp_path):
