@@ -8,6 +8,7 @@ official SQuAD v1.1 definition, so a figure here means what it means elsewhere. 
 metric, the tokenizer, the normaliser and the package version behind it; a report stores it beside the values.
 """
 
+import math
 import re
 import string
 from collections import Counter
@@ -159,15 +160,9 @@ def retrieval_scores(retrieved: list[dict], gold: list[dict], k: int, by_page: b
     hits = [i for i, key in enumerate(ranked) if key in wanted]
     recall = len(hits) / len(wanted) if wanted else 0.0
     mrr = 1.0 / (hits[0] + 1) if hits else 0.0
-    dcg = sum(1.0 / _log2(i + 2) for i in hits)
-    ideal = sum(1.0 / _log2(i + 2) for i in range(min(k, len(wanted))))
+    dcg = sum(1.0 / math.log2(i + 2) for i in hits)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(wanted))))
     return {f"recall@{k}": recall, "mrr": mrr, f"ndcg@{k}": dcg / ideal if ideal else 0.0}
-
-
-def _log2(x: float) -> float:
-    import math
-
-    return math.log2(x)
 
 
 def source_name(path: str) -> str:
@@ -176,6 +171,10 @@ def source_name(path: str) -> str:
 
 
 # --- Citations
+
+
+CITATION_METRICS = ("cites_gold", "supported_rate", "written_labels", "attributed_labels", "dropped_labels",
+                    "not_covered")  # fmt: skip
 
 
 def citation_scores(answer: dict, gold: list[dict]) -> dict[str, float]:
@@ -267,8 +266,7 @@ def signatures(k: int | None = None, references: list[list[str]] | None = None) 
     for level in ("doc", "page"):
         for name in (f"recall@{k}", "mrr", f"ndcg@{k}"):
             sigs[f"retrieval.{level}.{name}"] = {"metric": name, "level": level, **retrieval}
-    for name in ("cites_gold", "supported_rate", "written_labels", "attributed_labels", "dropped_labels",
-                 "not_covered"):  # fmt: skip
+    for name in CITATION_METRICS:
         sigs[f"citations.{name}"] = {"metric": name, "tokenizer": "core.chat.citations sentences",
                                      "normaliser": None, "package": "workbench", "version": None}  # fmt: skip
     return sigs

@@ -15,8 +15,6 @@ from core.evaluate import metrics as M
 from core.evaluate import stats
 
 ROW_METRICS = ("exact_match", "f1", "rouge1", "rouge2", "rougeL", "answer_words")
-CITATION_METRICS = ("cites_gold", "supported_rate", "written_labels", "attributed_labels", "dropped_labels",
-                    "not_covered")  # fmt: skip
 # Metrics where a smaller number is better (the comparison table says which way is better).
 LOWER_IS_BETTER = {"citations.dropped_labels", "citations.not_covered", "failed"}
 

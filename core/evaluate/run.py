@@ -125,9 +125,9 @@ def score_row(system: SystemConfig, item: EvalItem, answer: dict | None, error: 
         retrieval = {"doc": M.retrieval_scores(retrieved, item.gold_sources, system.top_k)}
         if all(g.get("page") is not None for g in item.gold_sources):
             retrieval["page"] = M.retrieval_scores(retrieved, item.gold_sources, system.top_k, by_page=True)
-    citations = M.citation_scores(answer or {}, item.gold_sources) if ok and system.index is not None else (
-        {name: 0.0 for name in ("cites_gold", "supported_rate", "written_labels", "attributed_labels",
-                                "dropped_labels", "not_covered")} if system.index is not None else None)  # fmt: skip
+    citations = None  # an ungrounded system cites nothing; a failed answer scores 0 on every citation metric
+    if system.index is not None:
+        citations = M.citation_scores(answer, item.gold_sources) if ok else dict.fromkeys(M.CITATION_METRICS, 0.0)
     safety = None
     if answer is not None:
         verdicts = answer.get("safety") or {}
